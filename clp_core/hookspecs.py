@@ -1,0 +1,82 @@
+"""Hook specifications of the ``clp`` pluggy project.
+
+Lifecycle hooks may be plain functions or coroutine functions; the runtime awaits them one
+after the other. A ``before_*`` hook that raises stops its phase with nothing changed and
+the error reaches the caller; ``after_*`` hooks run once the phase is done, outside the
+runtime's lock, and their failures go to ``on_error`` (the phase has already happened).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("clp")
+hookimpl = pluggy.HookimplMarker("clp")
+
+LIFECYCLE_HOOKS = (
+    "before_dispatch",
+    "after_dispatch",
+    "before_propose",
+    "after_propose",
+    "before_commit",
+    "after_commit",
+    "on_guard_deny",
+    "on_error",
+)
+
+
+@hookspec
+def before_dispatch(intent: Any) -> None:
+    """An intent is about to become current. Raise to refuse it."""
+
+
+@hookspec
+def after_dispatch(intent: Any, entry: Any) -> None:
+    """An intent became current; ``entry`` is its log entry."""
+
+
+@hookspec
+def before_propose(intent: Any) -> None:
+    """The AI provider is about to be asked for a proposal. Raise to skip asking."""
+
+
+@hookspec
+def after_propose(intent: Any, proposal: Any) -> None:
+    """A proposal was staged (``proposal.source`` says from where)."""
+
+
+@hookspec
+def before_commit(intent: Any) -> None:
+    """A commit of ``intent`` is about to run guards and effects. Raise to refuse it."""
+
+
+@hookspec
+def after_commit(intent: Any, entry: Any) -> None:
+    """A commit succeeded (and was persisted, when persisting); ``entry`` records it."""
+
+
+@hookspec
+def on_guard_deny(guard: Any, context: Any) -> None:
+    """``guard`` (a :class:`clp_core.Guard`) denied a commit seen through ``context``."""
+
+
+@hookspec
+def on_error(error: BaseException, phase: str) -> None:
+    """A phase failed: user code, a provider, storage or a hook raised."""
+
+
+@hookspec
+def register_storage() -> dict[str, Any]:
+    """Return ``{scheme: factory}``; ``factory(url)`` builds a storage adapter for that URL."""
+
+
+@hookspec
+def register_validators() -> dict[str, Any]:
+    """Return ``{name: factory}``; ``factory(contract, options)`` builds a validator."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``clp`` command line (a :class:`typer.Typer`)."""

@@ -1,0 +1,155 @@
+"""Plugin discovery (entry-point group ``clp``) and the hook runner each runtime uses.
+
+Built-in plugins register through the same entry points as third-party ones. A plugin that
+fails to import is recorded with its name and cause and does not take the others down.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ClpError, HookError
+
+logger = logging.getLogger("clp")
+ENTRY_POINT_GROUP = "clp"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class ClpPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also takes plain objects: any method named like a hook
+    (``before_commit``, or the roadmap's ``beforeCommit``) is an implementation."""
+
+    def __init__(self) -> None:
+        super().__init__("clp")
+        self.add_hookspecs(hookspecs)
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None:
+            return opts
+        specname = name if name in _HOOK_NAMES else _snake(name)
+        if specname in _HOOK_NAMES and callable(getattr(plugin, name, None)):
+            return {"specname": specname} if specname != name else {}
+        return None
+
+
+_HOOK_NAMES = frozenset(
+    n for n in dir(hookspecs) if callable(getattr(hookspecs, n)) and hasattr(getattr(hookspecs, n), "clp_spec")
+)
+
+
+@attrs.define
+class PluginRecord:
+    """What discovery found under one entry-point name."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    plugin: Any = None
+    error: str | None = None
+
+
+_discovered: list[PluginRecord] | None = None
+
+
+def discover(refresh: bool = False) -> list[PluginRecord]:
+    """Load every ``clp`` entry point once per process (``refresh`` reloads)."""
+    global _discovered
+    if _discovered is not None and not refresh:
+        return _discovered
+    records: list[PluginRecord] = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        record = PluginRecord(ep.name, dist.name if dist else None, dist.version if dist else None)
+        try:
+            record.plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            record.error = f"{type(exc).__name__}: {exc}"
+            logger.warning("clp plugin %s failed to load: %s", ep.name, record.error)
+        records.append(record)
+    _discovered = records
+    return records
+
+
+def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
+    """A manager holding the loaded entry-point plugins (for registration hooks)."""
+    pm = ClpPluginManager()
+    for record in discover() if plugins is None else ():
+        if record.plugin is not None and pm.get_plugin(record.name) is None:
+            pm.register(record.plugin, name=record.name)
+    for plugin in plugins or ():
+        pm.register(plugin)
+    return pm
+
+
+def plugin_name(plugin: Any) -> str:
+    name = getattr(plugin, "name", None)
+    if isinstance(name, str):
+        return name
+    return getattr(plugin, "__name__", type(plugin).__name__)
+
+
+class HookRunner:
+    """Calls a runtime's hooks in a fixed order, awaiting async implementations.
+
+    Order: the runtime's middleware in the order given, then entry-point plugins (pluggy's
+    ``tryfirst``/``trylast`` markers are honoured).
+    """
+
+    def __init__(self, plugins: Sequence[Any], middleware: Sequence[Any]) -> None:
+        self.pm = ClpPluginManager()
+        for plugin in plugins:
+            self.pm.register(plugin)
+        for index, obj in reversed(list(enumerate(middleware))):
+            self.pm.register(obj, name=f"middleware:{index}:{plugin_name(obj)}")
+        self._impls: dict[str, list[tuple[str, Any, tuple[str, ...]]]] = {}
+        for hook in hookspecs.LIFECYCLE_HOOKS:
+            caller = getattr(self.pm.hook, hook)
+            self._impls[hook] = [
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+            ]
+
+    def has(self, hook: str) -> bool:
+        return bool(self._impls[hook])
+
+    async def call(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation in order; the first failure stops and is raised.
+
+        A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
+        """
+        for plugin, function, argnames in self._impls[hook]:
+            try:
+                result = function(*[kwargs[a] for a in argnames])
+                if inspect.isawaitable(result):
+                    await result
+            except ClpError:
+                raise
+            except Exception as exc:
+                raise HookError(hook, plugin) from exc
+
+    async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
+        """Call every implementation; failures are collected, not raised."""
+        errors: list[BaseException] = []
+        for plugin, function, argnames in self._impls[hook]:
+            try:
+                result = function(*[kwargs[a] for a in argnames])
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001
+                logger.exception("clp hook %s of %s failed", hook, plugin)
+                errors.append(HookError(hook, plugin) if not isinstance(exc, ClpError) else exc)
+                errors[-1].__cause__ = exc if errors[-1] is not exc else exc.__cause__
+        return errors

@@ -1,0 +1,132 @@
+"""Files in one folder, one JSON file per key, written atomically (temp, fsync, rename)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import urllib.parse
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from ..errors import ConflictError, CorruptStateError, StorageError
+from . import codec
+from .base import Document
+
+_MAX_NAME = 200
+
+
+def key_to_filename(key: str) -> str:
+    """A file name that stays inside the folder whatever the key (``/``, ``..``, NUL...)."""
+    if not isinstance(key, str) or not key:
+        raise StorageError(f"storage key must be a non-empty string, got {key!r}", backend="file")
+    quoted = urllib.parse.quote(key, safe="")
+    if quoted.startswith("."):
+        quoted = "%2E" + quoted[1:]
+    if len(quoted) > _MAX_NAME:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        quoted = f"{quoted[:100]}~{digest}"
+    return quoted + ".json"
+
+
+class FileSystemAdapter:
+    """One ``<quoted key>.json`` per key under ``directory`` (created if missing).
+
+    Versioned saves hold an ``fcntl`` lock on a ``.lock`` file per key, so processes on one
+    machine sharing the folder never lose an update.
+    """
+
+    name = "file"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key_to_filename(key)
+
+    async def _read(self, key: str) -> tuple[Document | None, int]:
+        path = self._path(key)
+        try:
+            async with aiofiles.open(path, "rb") as f:
+                raw = await f.read()
+        except FileNotFoundError:
+            return None, 0
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}", backend=self.name) from exc
+        data = codec.decode(raw, backend=self.name, key=key)
+        if not isinstance(data, dict) or "document" not in data or "version" not in data:
+            raise CorruptStateError(f"stored value for key {key!r} lacks document/version", backend=self.name)
+        return data["document"], int(data["version"])
+
+    async def _write(self, key: str, document: Document, version: int) -> None:
+        path = self._path(key)
+        encoded = codec.encode({"version": version, "document": document}).encode()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(document)}.tmp")
+        try:
+            await aiofiles.os.makedirs(self.directory, exist_ok=True)
+            async with aiofiles.open(tmp, "wb") as f:
+                await f.write(encoded)
+                await f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            await aiofiles.os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise StorageError(f"cannot write {path}: {exc}", backend=self.name) from exc
+
+    async def load(self, key: str) -> Document | None:
+        return (await self._read(key))[0]
+
+    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        return await self._read(key)
+
+    async def save(self, key: str, document: Document) -> None:
+        async with _FileLock(self._path(key)):
+            _, version = await self._read(key)
+            await self._write(key, document, version + 1)
+
+    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        async with _FileLock(self._path(key)):
+            _, version = await self._read(key)
+            if version != expected_version:
+                raise ConflictError(f"key {key!r} is at version {version}, not {expected_version}", backend=self.name)
+            await self._write(key, document, version + 1)
+            return version + 1
+
+    async def delete(self, key: str) -> None:
+        async with _FileLock(self._path(key)):
+            try:
+                await aiofiles.os.remove(self._path(key))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot delete key {key!r}: {exc}", backend=self.name) from exc
+
+    async def close(self) -> None:
+        pass
+
+
+class _FileLock:
+    """An exclusive ``flock`` on ``<file>.lock``, taken off the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self.fd: int | None = None
+
+    async def __aenter__(self) -> None:
+        try:
+            await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot lock {self.path}: {exc}", backend="file") from exc
+        await asyncio.to_thread(fcntl.flock, self.fd, fcntl.LOCK_EX)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.fd is not None
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

@@ -1,0 +1,43 @@
+"""In-memory storage (the default): documents kept encoded, so callers share nothing."""
+
+from __future__ import annotations
+
+from ..errors import ConflictError
+from . import codec
+from .base import Document
+
+
+class MemoryAdapter:
+    """Keeps documents in this process only; a fresh adapter starts empty."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, int]] = {}
+
+    async def load(self, key: str) -> Document | None:
+        return (await self.load_versioned(key))[0]
+
+    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        stored = self._data.get(key)
+        if stored is None:
+            return None, 0
+        return codec.decode(stored[0], backend=self.name, key=key), stored[1]
+
+    async def save(self, key: str, document: Document) -> None:
+        version = self._data.get(key, ("", 0))[1]
+        self._data[key] = (codec.encode(document), version + 1)
+
+    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        encoded = codec.encode(document)
+        current = self._data.get(key, ("", 0))[1]
+        if current != expected_version:
+            raise ConflictError(f"key {key!r} is at version {current}, not {expected_version}", backend=self.name)
+        self._data[key] = (encoded, current + 1)
+        return current + 1
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def close(self) -> None:
+        pass

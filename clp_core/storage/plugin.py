@@ -1,0 +1,33 @@
+"""The built-in storage plugin: ``memory://``, ``file:///dir`` and ``sqlite:///path.db``."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from ..hookspecs import hookimpl
+from .filesystem import FileSystemAdapter
+from .memory import MemoryAdapter
+from .sqlite import SQLiteAdapter
+
+name = "clp-storage"
+
+
+def _path(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.unquote(parts.netloc + parts.path)
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///app.db`` is relative, ``sqlite:////abs/app.db`` absolute (as SQLAlchemy)."""
+    path = _path(url)
+    return path[1:] if path.startswith("/") else path
+
+
+@hookimpl
+def register_storage() -> dict[str, Any]:
+    return {
+        "memory": lambda url: MemoryAdapter(),
+        "file": lambda url: FileSystemAdapter(_path(url)),
+        "sqlite": lambda url: SQLiteAdapter(sqlite_path(url)),
+    }

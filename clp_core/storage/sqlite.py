@@ -1,0 +1,111 @@
+"""SQLite storage (stdlib ``sqlite3``, WAL, run off the event loop): the durable default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from typing import Any, Callable, TypeVar
+
+from ..errors import ConflictError, StorageError
+from . import codec
+from .base import Document
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clp_state (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL
+)
+"""
+
+
+class SQLiteAdapter:
+    """Documents in table ``clp_state`` of one SQLite file; versioned saves are a
+    conditional ``UPDATE``, so processes sharing the file never lose an update."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                parent = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(parent, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._connect())
+
+        try:
+            return await asyncio.to_thread(call)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: {exc}", backend=self.name) from exc
+
+    async def load(self, key: str) -> Document | None:
+        return (await self.load_versioned(key))[0]
+
+    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        row = await self._run(
+            lambda c: c.execute("SELECT data, version FROM clp_state WHERE key = ?", (key,)).fetchone()
+        )
+        if row is None:
+            return None, 0
+        return codec.decode(row[0], backend=self.name, key=key), int(row[1])
+
+    async def save(self, key: str, document: Document) -> None:
+        encoded = codec.encode(document)
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?) "
+                "ON CONFLICT(key) DO UPDATE SET data = excluded.data, version = clp_state.version + 1",
+                (key, encoded),
+            )
+        )
+
+    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        encoded = codec.encode(document)
+
+        def write(c: sqlite3.Connection) -> bool:
+            if expected_version == 0:
+                cur = c.execute(
+                    "INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?) ON CONFLICT(key) DO NOTHING",
+                    (key, encoded),
+                )
+            else:
+                cur = c.execute(
+                    "UPDATE clp_state SET data = ?, version = version + 1 WHERE key = ? AND version = ?",
+                    (encoded, key, expected_version),
+                )
+            return cur.rowcount == 1
+
+        if not await self._run(write):
+            raise ConflictError(f"key {key!r} changed since version {expected_version}", backend=self.name)
+        return expected_version + 1
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM clp_state WHERE key = ?", (key,)))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    def __getstate__(self) -> Any:  # pragma: no cover - adapters are not pickled
+        raise TypeError("SQLiteAdapter cannot be pickled")

@@ -1,0 +1,1 @@
+"""Conformance suites that plugin authors run under pytest (storage adapters, plugins)."""
