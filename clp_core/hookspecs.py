@@ -68,12 +68,12 @@ def on_error(error: BaseException, phase: str) -> None:
 
 
 @hookspec
-def register_storage() -> dict[str, Any]:
+def register_storage() -> dict[str, Any]:  # type: ignore[empty-body]
     """Return ``{scheme: factory}``; ``factory(url)`` builds a storage adapter for that URL."""
 
 
 @hookspec
-def register_validators() -> dict[str, Any]:
+def register_validators() -> dict[str, Any]:  # type: ignore[empty-body]
     """Return ``{name: factory}``; ``factory(contract, options)`` builds a validator."""
 
 

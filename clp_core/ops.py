@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -49,7 +50,7 @@ def splice(start: int, delete_count: int, *items: Any) -> Splice:
     return Splice(start, delete_count, items)
 
 
-def filter(predicate: Callable[[Any], Any]) -> Filter:  # noqa: A001 - the documented name
+def filter(predicate: Callable[[Any], Any]) -> Filter:
     """Keep the array elements for which ``predicate(element)`` is true."""
     return Filter(predicate)
 

@@ -75,7 +75,7 @@ def discover(refresh: bool = False) -> list[PluginRecord]:
         record = PluginRecord(ep.name, dist.name if dist else None, dist.version if dist else None)
         try:
             record.plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        except Exception as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             logger.warning("clp plugin %s failed to load: %s", ep.name, record.error)
         records.append(record)
@@ -148,7 +148,7 @@ class HookRunner:
                 result = function(*[kwargs[a] for a in argnames])
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 logger.exception("clp hook %s of %s failed", hook, plugin)
                 errors.append(HookError(hook, plugin) if not isinstance(exc, ClpError) else exc)
                 errors[-1].__cause__ = exc if errors[-1] is not exc else exc.__cause__

@@ -466,7 +466,8 @@ class Runtime:
         except ClpError:
             raise
         except Exception as exc:
-            raise StorageError(f"save of {self.storage_key!r} failed: {type(exc).__name__}: {exc}", backend=name) from exc
+            problem = f"save of {self.storage_key!r} failed: {type(exc).__name__}: {exc}"
+            raise StorageError(problem, backend=name) from exc
 
     def _run_guards(self, intent: Intent, ctx: Context, outcome: _CommitOutcome) -> None:
         outcome.guard_outcomes = []
@@ -585,7 +586,7 @@ class Runtime:
                     result = callback(state)
                     if inspect.isawaitable(result):
                         await result
-                except Exception as exc:  # noqa: BLE001 - the commit stands
+                except Exception as exc:
                     logger.exception("clp subscriber of %s failed", ".".join(watched))
                     await self._report(exc, "subscriber")
 

@@ -168,8 +168,13 @@ def _index(segment: str, length: int, path: Path, depth: int, *, allow_end: bool
         raise PathError(format_path(path), f"segment {segment!r} is not an array index")
     index = int(segment)
     if index > length or (index == length and not allow_end):
-        raise PathError(format_path(path), f"index {index} out of range (array {format_path(path[:depth])!r} has {length} elements)")
+        array = format_path(path[:depth])
+        raise PathError(format_path(path), f"index {index} out of range (array {array!r} has {length} elements)")
     return index
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def lookup(root: Any, path: Path) -> Any:
@@ -303,7 +308,7 @@ class Writer:
         self.changes.append(Change("push", format_path(path), plain(items)))
 
     def splice(self, path: Path, start: int, delete_count: int, items: list[Any]) -> None:
-        if isinstance(start, bool) or not isinstance(start, int) or isinstance(delete_count, bool) or not isinstance(delete_count, int) or delete_count < 0:
+        if not _is_int(start) or not _is_int(delete_count) or delete_count < 0:
             raise PathError(format_path(path), "splice needs an integer start and a non-negative delete count")
         array = self._array(path)
         if start < 0:
@@ -328,7 +333,7 @@ class Writer:
             current = lookup(self.root, path)
             if isinstance(current, dict):
                 for key, sub in value.items():
-                    self._apply(path + (_check_key(key, where),), sub)
+                    self._apply((*path, _check_key(key, where)), sub)
             else:
                 self.set(path, copy_value(value, where))
         else:

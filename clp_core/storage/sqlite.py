@@ -6,7 +6,8 @@ import asyncio
 import os
 import sqlite3
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import ConflictError, StorageError
 from . import codec
