@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -17,6 +17,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .config import PluginConfig, load_config
 from .errors import ClpError, HookError
 
 logger = logging.getLogger("clp")
@@ -83,14 +84,88 @@ def discover(refresh: bool = False) -> list[PluginRecord]:
     return records
 
 
-def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
-    """A manager holding the loaded entry-point plugins (for registration hooks)."""
+@attrs.define
+class PluginStatus:
+    """A discovered plugin as one configuration sees it (what ``clp plugins`` lists)."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    enabled: bool
+    reason: str
+    hooks: list[str]
+    instance: Any = None
+    error: str | None = None
+
+
+def _implemented_hooks(plugin: Any) -> list[str]:
     pm = ClpPluginManager()
-    for record in discover() if plugins is None else ():
-        if record.plugin is not None and pm.get_plugin(record.name) is None:
-            pm.register(record.plugin, name=record.name)
-    for plugin in plugins or ():
+    try:
         pm.register(plugin)
+    except Exception:
+        return []
+    return sorted({impl_name for impl_name, caller in vars(pm.hook).items()
+                   if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls()})
+
+
+def plugin_statuses(config: PluginConfig | None = None) -> list[PluginStatus]:
+    """Every discovered plugin, enabled or not and why; enabled ones configured.
+
+    A plugin that fails to load or to configure is reported here, disabled, and the others
+    are unaffected.
+    """
+    config = config if config is not None else process_config()
+    statuses = []
+    for record in discover():
+        status = PluginStatus(record.name, record.distribution, record.version, False, "", [])
+        if record.error is not None:
+            status.reason, status.error = "failed to load", record.error
+            statuses.append(status)
+            continue
+        plugin = record.plugin
+        enabled, status.reason = config.state_of(record.name, getattr(plugin, "enabled_by_default", True))
+        instance = plugin
+        if enabled and callable(getattr(plugin, "configure", None)):
+            try:
+                configured = plugin.configure(dict(config.options.get(record.name, {})))
+            except Exception as exc:
+                enabled, status.reason = False, "failed to configure"
+                status.error = f"{type(exc).__name__}: {exc}"
+                logger.warning("clp plugin %s failed to configure: %s", record.name, status.error)
+            else:
+                instance = plugin if configured is None else configured
+        status.enabled = enabled
+        status.instance = instance if enabled else None
+        status.hooks = _implemented_hooks(instance)
+        statuses.append(status)
+    return statuses
+
+
+_process_config: PluginConfig | None = None
+
+
+def process_config(refresh: bool = False) -> PluginConfig:
+    """The configuration from files and environment (cached; ``refresh`` re-reads)."""
+    global _process_config
+    if _process_config is None or refresh:
+        _process_config = load_config()
+    return _process_config
+
+
+def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
+    """The configured instances of the enabled entry-point plugins."""
+    config = process_config()
+    if overrides:
+        config = config.merged(overrides, "create_runtime(config=...)")
+    return [s.instance for s in plugin_statuses(config) if s.enabled]
+
+
+def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
+    """A manager holding the enabled plugins (or ``plugins``), for registration hooks."""
+    pm = ClpPluginManager()
+    for plugin in active_plugins() if plugins is None else plugins:
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
     return pm
 
 

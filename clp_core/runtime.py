@@ -51,7 +51,7 @@ from .log import (
     entry_from_dict,
     entry_to_dict,
 )
-from .plugins import HookRunner, discover
+from .plugins import HookRunner, active_plugins
 from .state import StateView, Writer, changed_paths, copy_value, lookup, parse_path, plain, touches
 from .storage import VersionedStorage, resolve_storage
 
@@ -123,8 +123,7 @@ class Runtime:
         self._subscribers: dict[int, tuple[tuple[str, ...], Subscriber]] = {}
         self._next_subscriber = 0
         self._lock = asyncio.Lock()
-        plugins = [r.plugin for r in discover() if r.plugin is not None]
-        self.hooks = HookRunner(plugins, list(middleware))
+        self.hooks = HookRunner(active_plugins(self.config), list(middleware))
 
     # -- context management ------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -546,7 +545,7 @@ class Runtime:
                     result = await asyncio.wait_for(_as_coroutine(result), transition.timeout)
                 else:
                     result = await result
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise EffectTimeoutError(
                 f"effects of {name} timed out after {transition.timeout} s", where=name
             ) from exc
