@@ -1,0 +1,508 @@
+#!/usr/bin/env python
+"""Core benchmarks for clp_core: lifecycle throughput, commit cost vs state size, log memory.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_core.py            # full run (under a minute)
+    .venv/bin/python bench/bench_core.py --quick    # smoke run (a few seconds)
+    .venv/bin/python bench/bench_core.py --profile  # also print a cProfile of dispatch+commit
+
+Every figure is measured in this process: ``time.perf_counter``, warm-up rounds first, and
+the best of several repetitions (the run least disturbed by the machine). Results are printed
+as a table with target verdicts and written to ``bench/results/core.json``.
+
+1. ``throughput``: ``await runtime.dispatch(...)`` + ``await runtime.commit()`` pairs per
+   second on the counter contract, next to ``transitions.extensions.asyncio.AsyncMachine``
+   triggers per second on the equivalent machine (one state, a reflexive trigger with a
+   condition and an ``after`` callback incrementing a counter on the model). Target: CLP at
+   least 2x. ``execute()`` per second is printed too (no target).
+2. ``commit_scaling``: mean time of one ``commit()`` on a state with 100,000 other keys
+   (top level, or nested under one key with the commit writing inside that key) over the
+   same on a 10-key state of the same shape. Target: at most 2x. Memory runtime, no storage.
+3. ``log_memory``: bytes retained per audit-log entry (tracemalloc, unbounded log), and the
+   memory retained after 10,000 commits with ``log_limit=1000``: it must stay at about 1000
+   entries' worth (target: at most 1.25x that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import json
+import platform
+import pstats
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+import clp_core as clp  # noqa: E402
+
+
+def _load_machine() -> tuple[Any, str | None]:
+    """pytransitions' AsyncMachine and version, or ``(None, None)`` when not installed."""
+    try:
+        import transitions
+        from transitions.extensions.asyncio import AsyncMachine
+    except ImportError:  # reported in the output
+        return None, None
+    return AsyncMachine, getattr(transitions, "__version__", None)
+
+
+AsyncMachine, TRANSITIONS_VERSION = _load_machine()
+
+perf_counter = time.perf_counter
+
+TARGET_THROUGHPUT_RATIO = 2.0  # CLP dispatch+commit pairs/s >= 2x pytransitions triggers/s
+TARGET_COMMIT_RATIO = 2.0  # commit on 100k-key state <= 2x commit on 10-key state
+TARGET_LOG_BOUND = 1.25  # retained after 10k commits <= 1.25x (log_limit entries' worth)
+BIG_KEYS = 100_000
+SMALL_KEYS = 10
+LOG_LIMIT = 1000
+
+FULL = {
+    "pairs": 20_000, "pairs_warmup": 3_000, "pairs_reps": 5,
+    "commits": 5_000, "commits_warmup": 1_000, "commit_reps": 5,
+    "mem_commits": 10_000, "bounded_commits": 10_000,
+}
+QUICK = {
+    "pairs": 3_000, "pairs_warmup": 500, "pairs_reps": 3,
+    "commits": 1_000, "commits_warmup": 200, "commit_reps": 3,
+    "mem_commits": 2_000, "bounded_commits": 10_000,
+}
+
+
+# -- the contracts ----------------------------------------------------------------------------
+def counter_contract() -> clp.Contract:
+    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``."""
+    return clp.create_contract(
+        intents={"increment": {"inputs": {"amount": "number?"}}},
+        state={"count": "number"},
+        transitions={
+            "apply": {
+                "when": lambda ctx: ctx.intent.complete,
+                "effects": lambda ctx: {
+                    "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
+                },
+            }
+        },
+    )
+
+
+def nested_counter_contract() -> clp.Contract:
+    """The counter writing ``data.count``, inside the (possibly huge) ``data`` object."""
+    return clp.create_contract(
+        intents={"increment": {"inputs": {"amount": "number?"}}},
+        state={"data": {"count": "number"}},
+        transitions={
+            "apply": {
+                "when": lambda ctx: ctx.intent.complete,
+                "effects": lambda ctx: {
+                    "data.count": (ctx.state["data"].get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
+                },
+            }
+        },
+    )
+
+
+def records(n: int) -> dict[str, Any]:
+    """``n`` keys holding small records (containers, so a deep copy or a GC pass would show)."""
+    return {f"k{i}": {"id": i, "name": f"item {i}"} for i in range(n)}
+
+
+def wide_state(others: int) -> dict[str, Any]:
+    return {"count": 0, **records(others)}
+
+
+def nested_state(others: int) -> dict[str, Any]:
+    return {"data": {"count": 0, **records(others)}}
+
+
+class CounterModel:
+    """The pytransitions side: a model with a counter, a condition and an after-callback."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def is_complete(self, amount: Any = None) -> bool:
+        return True
+
+    def add(self, amount: Any = None) -> None:
+        self.count += amount or 1
+
+
+def counter_machine() -> CounterModel:
+    assert AsyncMachine is not None
+    model = CounterModel()
+    AsyncMachine(
+        model=model,
+        states=["counting"],
+        initial="counting",
+        transitions=[{"trigger": "increment", "source": "counting", "dest": "=",
+                      "conditions": "is_complete", "after": "add"}],
+        auto_transitions=False,
+    )
+    return model
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def settle() -> None:
+    gc.collect()
+
+
+async def best_of(reps: int, run: Callable[[], Awaitable[float]]) -> tuple[float, list[float]]:
+    """Best (smallest) of ``reps`` timings and all of them."""
+    times = []
+    for _ in range(reps):
+        settle()
+        times.append(await run())
+    return min(times), times
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f} us"
+
+
+def fmt_bytes(n: float) -> str:
+    if abs(n) >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.2f} MiB"
+    if abs(n) >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# -- 1. throughput ----------------------------------------------------------------------------
+async def clp_pairs(runtime: clp.Runtime, n: int) -> float:
+    dispatch, commit = runtime.dispatch, runtime.commit
+    payload = {"amount": 1}
+    t0 = perf_counter()
+    for _ in range(n):
+        await dispatch("increment", payload)
+        await commit()
+    return perf_counter() - t0
+
+
+async def clp_executes(runtime: clp.Runtime, n: int) -> float:
+    execute = runtime.execute
+    payload = {"amount": 1}
+    t0 = perf_counter()
+    for _ in range(n):
+        await execute("increment", payload)
+    return perf_counter() - t0
+
+
+async def machine_triggers(model: CounterModel, n: int) -> float:
+    trigger = model.increment  # type: ignore[attr-defined]
+    t0 = perf_counter()
+    for _ in range(n):
+        await trigger(amount=1)
+    return perf_counter() - t0
+
+
+async def bench_throughput(cfg: dict[str, int]) -> dict[str, Any]:
+    n, warm, reps = cfg["pairs"], cfg["pairs_warmup"], cfg["pairs_reps"]
+    contract = counter_contract()
+    pairs_rt = clp.create_runtime(contract, initial_state={"count": 0})
+    exec_rt = clp.create_runtime(contract, initial_state={"count": 0})
+    model = counter_machine() if AsyncMachine is not None else None
+
+    await clp_pairs(pairs_rt, warm)
+    await clp_executes(exec_rt, warm)
+    if model is not None:
+        await machine_triggers(model, warm)
+
+    # Interleave the repetitions so that drift of the machine hits every side alike.
+    clp_t, exec_t, fsm_t = [], [], []
+    for _ in range(reps):
+        settle()
+        clp_t.append(await clp_pairs(pairs_rt, n))
+        settle()
+        exec_t.append(await clp_executes(exec_rt, n))
+        if model is not None:
+            settle()
+            fsm_t.append(await machine_triggers(model, n))
+
+    total = warm + n * reps
+    assert pairs_rt.get_state("count") == total, "CLP counter lost updates"
+    assert exec_rt.get_state("count") == total, "CLP counter (execute) lost updates"
+    result: dict[str, Any] = {
+        "iterations": n, "repetitions": reps,
+        "clp_dispatch_commit_per_s": n / min(clp_t),
+        "clp_dispatch_commit_us": min(clp_t) / n * 1e6,
+        "clp_execute_per_s": n / min(exec_t),
+        "clp_execute_us": min(exec_t) / n * 1e6,
+        "all_runs_s": {"dispatch_commit": clp_t, "execute": exec_t},
+    }
+    if model is not None:
+        assert model.count == total, "pytransitions counter lost updates"
+        result["transitions_triggers_per_s"] = n / min(fsm_t)
+        result["transitions_trigger_us"] = min(fsm_t) / n * 1e6
+        result["all_runs_s"]["transitions"] = fsm_t
+        result["ratio"] = result["clp_dispatch_commit_per_s"] / result["transitions_triggers_per_s"]
+        result["target"] = f"ratio >= {TARGET_THROUGHPUT_RATIO}"
+        result["pass"] = result["ratio"] >= TARGET_THROUGHPUT_RATIO
+    else:
+        result["ratio"] = None
+        result["target"] = "pytransitions not installed: pip install 'clp-core[bench]'"
+        result["pass"] = None
+    return result
+
+
+# -- 2. commit cost vs state size -------------------------------------------------------------
+async def commit_time(runtime: clp.Runtime, n: int) -> float:
+    """Mean seconds of one ``commit()`` (the dispatch before it is not timed)."""
+    dispatch, commit = runtime.dispatch, runtime.commit
+    payload = {"amount": 1}
+    total = 0.0
+    for _ in range(n):
+        await dispatch("increment", payload)
+        t0 = perf_counter()
+        await commit()
+        total += perf_counter() - t0
+    return total / n
+
+
+async def bench_commit_scaling(cfg: dict[str, int]) -> dict[str, Any]:
+    n, warm, reps = cfg["commits"], cfg["commits_warmup"], cfg["commit_reps"]
+    cases = {
+        # name: (contract, small state, big state, what is read back)
+        "top_level": (counter_contract(), wide_state(SMALL_KEYS - 1), wide_state(BIG_KEYS), "count"),
+        "nested": (nested_counter_contract(), nested_state(SMALL_KEYS - 1), nested_state(BIG_KEYS), "data.count"),
+    }
+    out: dict[str, Any] = {"iterations": n, "repetitions": reps, "big_keys": BIG_KEYS, "small_keys": SMALL_KEYS}
+    for name, (contract, small_state, big_state, path) in cases.items():
+        small = clp.create_runtime(contract, initial_state=small_state)
+        big = clp.create_runtime(contract, initial_state=big_state)
+        del small_state, big_state
+        await commit_time(small, warm)
+        await commit_time(big, warm)
+        small_t, big_t = [], []
+        for _ in range(reps):  # interleaved, as above
+            settle()
+            small_t.append(await commit_time(small, n))
+            settle()
+            big_t.append(await commit_time(big, n))
+        expected = warm + n * reps
+        assert small.get_state(path) == expected and big.get_state(path) == expected
+        ratio = min(big_t) / min(small_t)
+        out[name] = {
+            "small_commit_us": min(small_t) * 1e6,
+            "big_commit_us": min(big_t) * 1e6,
+            "ratio": ratio,
+            "target": f"ratio <= {TARGET_COMMIT_RATIO}",
+            "pass": ratio <= TARGET_COMMIT_RATIO,
+            "all_runs_us": {"small": [t * 1e6 for t in small_t], "big": [t * 1e6 for t in big_t]},
+        }
+        del small, big
+        settle()
+    out["pass"] = all(out[name]["pass"] for name in cases)
+    return out
+
+
+# -- 3. audit-log memory ----------------------------------------------------------------------
+async def retained_after(runtime: clp.Runtime, checkpoints: list[int]) -> dict[int, int]:
+    """Bytes retained (tracemalloc, after a full GC) at each cumulative commit count."""
+    dispatch, commit = runtime.dispatch, runtime.commit
+    payload = {"amount": 1}
+    settle()
+    tracemalloc.start()
+    try:
+        settle()
+        base = tracemalloc.get_traced_memory()[0]
+        done, seen = 0, {}
+        for target in checkpoints:
+            for _ in range(target - done):
+                await dispatch("increment", payload)
+                await commit()
+            done = target
+            settle()
+            seen[target] = tracemalloc.get_traced_memory()[0] - base
+        return seen
+    finally:
+        tracemalloc.stop()
+
+
+async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
+    contract = counter_contract()
+    # Warm a throwaway runtime first so that one-off allocations (caches, interned
+    # strings, the event loop's structures) are not charged to the log.
+    warm = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=10)
+    await clp_pairs(warm, 200)
+    del warm
+
+    n = cfg["mem_commits"]
+    unbounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=None)
+    await clp_pairs(unbounded, 1)  # first-call allocations outside the measurement
+    entries_before = len(unbounded.get_log())
+    grown = await retained_after(unbounded, [n])
+    entries = len(unbounded.get_log()) - entries_before
+    per_entry = grown[n] / entries
+    per_commit = grown[n] / n
+    del unbounded
+    settle()
+
+    m = cfg["bounded_commits"]
+    checkpoints = sorted({LOG_LIMIT // 2, LOG_LIMIT, m // 4, m // 2, m})
+    bounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=LOG_LIMIT)
+    seen = await retained_after(bounded, checkpoints)
+    kept = len(bounded.get_log())
+    budget = per_entry * LOG_LIMIT
+    final = seen[m]
+    ratio = final / budget
+    return {
+        "unbounded_commits": n,
+        "entries_per_commit": entries / n,
+        "bytes_per_entry": per_entry,
+        "bytes_per_commit": per_commit,
+        "unbounded_retained_bytes": grown[n],
+        "log_limit": LOG_LIMIT,
+        "bounded_commits": m,
+        "bounded_entries_kept": kept,
+        "bounded_retained_bytes": {str(k): v for k, v in seen.items()},
+        "budget_bytes": budget,
+        "ratio": ratio,
+        "target": f"retained after {m} commits <= {TARGET_LOG_BOUND} x {LOG_LIMIT} entries' worth",
+        "pass": kept == LOG_LIMIT and ratio <= TARGET_LOG_BOUND,
+    }
+
+
+# -- profile ----------------------------------------------------------------------------------
+async def profile_pairs(n: int, top: int = 25) -> str:
+    runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0})
+    await clp_pairs(runtime, 1000)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await clp_pairs(runtime, n)
+    profiler.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+# -- main -------------------------------------------------------------------------------------
+def environment(quick: bool) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except Exception:  # informative only
+        commit = None
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mode": "quick" if quick else "full",
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "clp_core": getattr(clp, "__version__", None),
+        "transitions": TRANSITIONS_VERSION,
+        "git_commit": commit,
+    }
+
+
+def print_report(res: dict[str, Any]) -> None:
+    tp, cs, lm = res["throughput"], res["commit_scaling"], res["log_memory"]
+    rows: list[tuple[str, str, str, str]] = []
+    rows.append(("CLP dispatch+commit", fmt_rate(tp["clp_dispatch_commit_per_s"]),
+                 f"{tp['clp_dispatch_commit_us']:.2f} us/pair", ""))
+    if tp.get("transitions_triggers_per_s"):
+        rows.append(("pytransitions AsyncMachine trigger", fmt_rate(tp["transitions_triggers_per_s"]),
+                     f"{tp['transitions_trigger_us']:.2f} us/trigger", ""))
+        rows.append(("  ratio CLP / pytransitions", f"{tp['ratio']:.2f}x", f"target >= {TARGET_THROUGHPUT_RATIO:g}x",
+                     verdict(tp["pass"])))
+    else:
+        rows.append(("pytransitions", "not installed", "", "SKIP"))
+    rows.append(("CLP execute()", fmt_rate(tp["clp_execute_per_s"]), f"{tp['clp_execute_us']:.2f} us/call", ""))
+    for name, label in (("top_level", "top-level keys"), ("nested", "keys nested under 'data'")):
+        c = cs[name]
+        rows.append((f"commit, {SMALL_KEYS} {label}", f"{c['small_commit_us']:.2f} us", "", ""))
+        rows.append((f"commit, {BIG_KEYS:,} {label}", f"{c['big_commit_us']:.2f} us", "", ""))
+        rows.append(("  ratio big / small", f"{c['ratio']:.2f}x", f"target <= {TARGET_COMMIT_RATIO:g}x",
+                     verdict(c["pass"])))
+    rows.append(("log memory per entry", fmt_bytes(lm["bytes_per_entry"]),
+                 f"{lm['entries_per_commit']:.0f} entries/commit", ""))
+    rows.append(("log memory per commit", fmt_bytes(lm["bytes_per_commit"]),
+                 f"unbounded, {lm['unbounded_commits']:,} commits: {fmt_bytes(lm['unbounded_retained_bytes'])}", ""))
+    for k, v in lm["bounded_retained_bytes"].items():
+        rows.append((f"retained, log_limit={LOG_LIMIT}, {int(k):,} commits", fmt_bytes(v), "", ""))
+    rows.append((f"  vs {LOG_LIMIT} entries' worth ({fmt_bytes(lm['budget_bytes'])})", f"{lm['ratio']:.2f}x",
+                 f"target <= {TARGET_LOG_BOUND:g}x, kept {lm['bounded_entries_kept']}", verdict(lm["pass"])))
+
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    env = res["environment"]
+    print(f"clp_core {env['clp_core']} | transitions {env['transitions']} | Python {env['python']} "
+          f"| {env['platform']} | {env['mode']} run")
+    print(f"{'measure':<{w0}}  {'value':>{w1}}  {'detail':<{w2}}  verdict")
+    print("-" * (w0 + w1 + w2 + 13))
+    for a, b, c, d in rows:
+        print(f"{a:<{w0}}  {b:>{w1}}  {c:<{w2}}  {d}".rstrip())
+    print("-" * (w0 + w1 + w2 + 13))
+    print("targets: " + ", ".join(f"{k} {verdict(v) if v is not None else 'SKIP'}" for k, v in res["verdicts"].items()))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = QUICK if args.quick else FULL
+    t0 = perf_counter()
+    res: dict[str, Any] = {"environment": environment(args.quick), "config": cfg}
+    res["throughput"] = await bench_throughput(cfg)
+    res["commit_scaling"] = await bench_commit_scaling(cfg)
+    res["log_memory"] = await bench_log_memory(cfg)
+    res["verdicts"] = {
+        "throughput_vs_pytransitions": res["throughput"]["pass"],
+        "commit_top_level_100k": res["commit_scaling"]["top_level"]["pass"],
+        "commit_nested_100k": res["commit_scaling"]["nested"]["pass"],
+        "log_bounded": res["log_memory"]["pass"],
+    }
+    res["elapsed_s"] = perf_counter() - t0
+    if args.profile:
+        res["profile"] = await profile_pairs(cfg["pairs"])
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of dispatch+commit (top 25 by own time)"
+    )
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "core.json", help="JSON results file")
+    parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    res = asyncio.run(run(args))
+    print_report(res)
+    print(f"elapsed {res['elapsed_s']:.1f} s")
+    if args.profile:
+        print()
+        print(res["profile"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=2) + "\n")
+    print(f"results written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    missed = [k for k, v in res["verdicts"].items() if v is False]
+    return 1 if (missed and args.fail_on_miss) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
