@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -176,7 +177,8 @@ def _compile_transition(name: object, spec: object) -> Transition:
     if spec.idempotency_key is not None and not callable(spec.idempotency_key):
         raise ContractError(f"{where}.idempotency_key", "must be callable")
     if spec.timeout is not None:
-        if isinstance(spec.timeout, bool) or not isinstance(spec.timeout, (int, float)) or spec.timeout <= 0:
+        number = isinstance(spec.timeout, (int, float)) and not isinstance(spec.timeout, bool)
+        if not number or not math.isfinite(spec.timeout) or spec.timeout <= 0:
             raise ContractError(f"{where}.timeout", "must be a positive number of seconds")
     return attrs.evolve(spec, name=name)
 

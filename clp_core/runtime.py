@@ -405,7 +405,7 @@ class Runtime:
 
     async def _attempt_commit(self, intent: Intent, name: str | None, outcome: _CommitOutcome) -> LogEntry:
         ctx = Context(intent, StateView(self._state))
-        outcome.context, outcome.intent = ctx, intent
+        outcome.context, outcome.intent, outcome.transition = ctx, intent, name
         self._run_guards(intent, ctx, outcome)
         transition = self._choose_transition(name, ctx)
         outcome.transition = transition.name

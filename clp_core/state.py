@@ -173,6 +173,17 @@ def _index(segment: str, length: int, path: Path, depth: int, *, allow_end: bool
     return index
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (``1``, ``1.0`` and ``True`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -265,11 +276,16 @@ class Writer:
 
     # -- writes --------------------------------------------------------------------------
     def set(self, path: Path, value: Any) -> None:
-        """Write an owned value (already copied) at ``path``."""
+        """Write an owned value (already copied) at ``path``; writing an identical value is
+        not a change (no diff entry, no subscriber call)."""
         parent = self._parent(path)
         last = path[-1]
         if isinstance(parent, list):
-            _index(last, len(parent), path, len(path) - 1)
+            current = parent[_index(last, len(parent), path, len(path) - 1)]
+            if _same(current, value):
+                return
+        elif last in parent and _same(parent[last], value):
+            return
         self._set_in(parent, last, value)
         self.changes.append(Change("set", format_path(path), plain(value)))
 
