@@ -10,7 +10,15 @@ from typing import Any
 import attrs
 import cattrs
 
-from .state import Change
+from .state import Change, StateView, _View, plain
+
+
+def _readonly(mapping: Mapping[str, Any]) -> StateView:
+    return mapping if isinstance(mapping, StateView) else StateView(dict(mapping))
+
+
+def _readonly_optional(mapping: Mapping[str, Any] | None) -> StateView | None:
+    return None if mapping is None else _readonly(mapping)
 
 
 @attrs.frozen
@@ -18,16 +26,16 @@ class Intent:
     """What a caller asked for. ``payload`` is a read-only mapping."""
 
     name: str
-    payload: Mapping[str, Any]
-    complete: bool
+    payload: Mapping[str, Any] = attrs.field(converter=_readonly)
+    complete: bool = False
 
 
 @attrs.frozen
 class Proposal:
     """Values staged for acceptance; ``source`` is ``"ai"`` or ``"guard:<name>"``."""
 
-    values: Mapping[str, Any]
-    source: str
+    values: Mapping[str, Any] = attrs.field(converter=_readonly)
+    source: str = "ai"
 
 
 @attrs.frozen
@@ -50,16 +58,18 @@ def _now() -> str:
 class LogEntry:
     """One record of the audit log (0.1's fields in snake_case, plus phase/source/error).
 
+    Entries are immutable: payloads, proposals and diff values are read-only views.
+
     ``phase`` is ``dispatch``, ``propose``, ``accept``, ``reject`` or ``commit``; ``replay``
     marks a commit answered from its idempotency record without running effects.
     """
 
     intent_name: str | None
-    intent_payload: Mapping[str, Any] | None
+    intent_payload: Mapping[str, Any] | None = attrs.field(converter=_readonly_optional)
     phase: str
     timestamp: str = attrs.field(factory=_now)
-    staged_proposal: Mapping[str, Any] | None = None
-    accepted_proposal: Mapping[str, Any] | None = None
+    staged_proposal: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
+    accepted_proposal: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
     guard_outcomes: tuple[GuardOutcome, ...] = ()
     transition_attempted: str | None = None
     transition_result: TransitionResult = TransitionResult(None, False)
@@ -71,7 +81,8 @@ class LogEntry:
 
 
 converter = cattrs.Converter()
-converter.register_unstructure_hook(Mapping, lambda m: converter.unstructure(dict(m)))
+converter.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, _View), plain)
+converter.register_unstructure_hook(Mapping, lambda m: {k: converter.unstructure(v) for k, v in m.items()})
 
 
 def entry_to_dict(entry: LogEntry) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -236,7 +235,7 @@ class Runtime:
             await self._report(exc, "propose")
             raise
         await self._after("after_propose", intent=intent, proposal=proposal)
-        return dict(proposal.values)
+        return plain(proposal.values)  # type: ignore[no-any-return]
 
     async def accept_proposal(self, name: str) -> Intent:
         """Merge the staged proposal into the current intent's payload."""
@@ -246,7 +245,7 @@ class Runtime:
                 staged = self._check_staged(name, "accept")
                 assert self._intent is not None
                 compiled = self.contract.intents[name]
-                payload = {**self._intent.payload, **staged.values}
+                payload = plain({**self._intent.payload, **staged.values})
                 intent = self._make_intent(compiled, payload)
                 self._intent, self._staged = intent, None
                 self._log.append(self._entry(intent, "accept", accepted_proposal=staged.values,
@@ -309,12 +308,12 @@ class Runtime:
     # -- phases (called with the lock held) ---------------------------------------------
     def _make_intent(self, compiled: CompiledIntent, payload: Mapping[str, Any]) -> Intent:
         complete = all(payload.get(f) is not None for f in compiled.required)
-        return Intent(compiled.name, MappingProxyType(dict(payload)), complete)
+        return Intent(compiled.name, payload, complete)
 
     def _entry(self, intent: Intent | None, phase: str, **fields: Any) -> LogEntry:
         return LogEntry(
             intent_name=intent.name if intent else None,
-            intent_payload=dict(intent.payload) if intent else None,
+            intent_payload=intent.payload if intent else None,
             phase=phase,
             **fields,
         )
@@ -360,9 +359,9 @@ class Runtime:
             if key in compiled.required and intent.payload.get(key) is not None:
                 raise ProposalError(f"Proposal tries to override required field: {key}")
         self.contract.check_values(compiled, result, where=f"proposal for {intent.name}")
-        proposal = Proposal(MappingProxyType({k: plain(v) for k, v in result.items()}), "ai")
+        proposal = Proposal({k: plain(v) for k, v in result.items()}, "ai")
         self._staged = proposal
-        self._log.append(self._entry(intent, "propose", staged_proposal=dict(proposal.values), proposal_source="ai"))
+        self._log.append(self._entry(intent, "propose", staged_proposal=proposal.values, proposal_source="ai"))
         return proposal
 
     def _check_staged(self, name: str, action: str) -> Proposal:
@@ -397,7 +396,7 @@ class Runtime:
                 intent, "commit",
                 guard_outcomes=tuple(outcome.guard_outcomes),
                 transition_attempted=outcome.transition,
-                staged_proposal=dict(self._staged.values) if outcome.suggested and self._staged else None,
+                staged_proposal=self._staged.values if outcome.suggested and self._staged else None,
                 proposal_source=self._staged.source if outcome.suggested and self._staged else None,
                 error=str(exc),
             ))
@@ -406,53 +405,66 @@ class Runtime:
     async def _attempt_commit(self, intent: Intent, name: str | None, outcome: _CommitOutcome) -> LogEntry:
         ctx = Context(intent, StateView(self._state))
         outcome.context, outcome.intent, outcome.transition = ctx, intent, name
+        replay = self._recorded_replay(name, ctx)
+        if replay is not None:
+            outcome.replayed = True
+            return replay
         self._run_guards(intent, ctx, outcome)
         transition = self._choose_transition(name, ctx)
         outcome.transition = transition.name
         key = self._idempotency_key(transition, ctx)
-        if key is not None and key in self._idempotency:
-            recorded = entry_from_dict(self._idempotency[key])
-            entry = attrs.evolve(recorded, replay=True, timestamp=LogEntry(None, None, "commit").timestamp)
-            self._intent = self._staged = None
-            self._log.append(entry)
-            outcome.replayed = True
-            return entry
         result = await self._run_effects(transition, ctx)
         writer = Writer(self._state)
         try:
             writer.apply_effects(result)
-        except ClpError:
-            writer.rollback()
-            raise
-        except Exception as exc:
-            writer.rollback()
-            raise EffectError(
-                f"effects of {transition.name} failed: {type(exc).__name__}: {exc}", where=str(transition.name)
-            ) from exc
-        entry = self._entry(
-            intent, "commit",
-            guard_outcomes=tuple(outcome.guard_outcomes),
-            transition_attempted=transition.name,
-            transition_result=TransitionResult(transition.name, True),
-            state_diff=tuple(writer.changes),
-            idempotency_key=key,
-        )
-        if key is not None:
-            self._idempotency[key] = entry_to_dict(entry)
-            while len(self._idempotency) > self._idempotency_limit:
-                self._idempotency.popitem(last=False)
-        try:
+            entry = self._entry(
+                intent, "commit",
+                guard_outcomes=tuple(outcome.guard_outcomes),
+                transition_attempted=transition.name,
+                transition_result=TransitionResult(transition.name, True),
+                state_diff=tuple(writer.changes),
+                idempotency_key=key,
+            )
+            if key is not None:
+                self._idempotency[key] = entry_to_dict(entry)
             if self.persist_on_commit:
                 await self._persist()
-        except BaseException:
+        except BaseException as exc:
             writer.rollback()
             if key is not None:
                 self._idempotency.pop(key, None)
-            raise
+            if isinstance(exc, ClpError) or not isinstance(exc, Exception):
+                raise
+            raise EffectError(
+                f"effects of {transition.name} failed: {type(exc).__name__}: {exc}", where=str(transition.name)
+            ) from exc
+        while len(self._idempotency) > self._idempotency_limit:
+            self._idempotency.popitem(last=False)
         self._intent = self._staged = None
         self._log.append(entry)
         outcome.changed = changed_paths(writer.changes)
         return entry
+
+    def _recorded_replay(self, name: str | None, ctx: Context) -> LogEntry | None:
+        """The recorded entry, marked as a replay, if the commit's idempotency key already
+        committed. Looked up before guards: a retry returns what the first attempt did."""
+        if not self._idempotency:
+            return None
+        if name is not None:
+            candidates = [t for t in (self.contract.transitions.get(name),) if t is not None]
+        else:
+            candidates = list(self.contract.transitions.values())
+        for transition in candidates:
+            if transition.idempotency_key is None or not self._holds(transition, ctx):
+                continue
+            key = self._idempotency_key(transition, ctx)
+            if key is not None and key in self._idempotency:
+                recorded = entry_from_dict(self._idempotency[key])
+                entry = attrs.evolve(recorded, replay=True, timestamp=LogEntry(None, None, "commit").timestamp)
+                self._intent = self._staged = None
+                self._log.append(entry)
+                return entry
+        return None
 
     async def _persist(self) -> None:
         document = {"state": self._state, "idempotency": dict(self._idempotency)}
@@ -487,6 +499,8 @@ class Runtime:
         compiled = self.contract.intents[intent.name]
         try:
             values = guard.suggest(ctx)
+            if values is None:  # nothing to suggest
+                return None
             if not isinstance(values, Mapping):
                 raise ProposalError(f"suggestion of guard {guard.name} is {type(values).__name__}, expected a dict")
             for key in values:
@@ -496,10 +510,10 @@ class Runtime:
         except Exception as exc:  # an invalid suggestion is reported, never staged
             outcome.suggestion_error = exc
             return None
-        proposal = Proposal(MappingProxyType({k: plain(v) for k, v in values.items()}), f"guard:{guard.name}")
+        proposal = Proposal({k: plain(v) for k, v in values.items()}, f"guard:{guard.name}")
         self._staged = proposal
         outcome.suggested = True
-        return dict(proposal.values)
+        return plain(proposal.values)  # type: ignore[no-any-return]
 
     def _choose_transition(self, name: str | None, ctx: Context) -> Transition:
         if name is not None:
@@ -595,6 +609,8 @@ class Runtime:
                 await self._report(error, hook)
 
     async def _report(self, error: BaseException, phase: str) -> None:
+        if isinstance(error, StorageError):
+            phase = "storage"
         if self.hooks.has("on_error"):
             await self.hooks.call_quietly("on_error", error=error, phase=phase)
 

@@ -210,7 +210,7 @@ class Change:
 
     op: str
     path: str
-    value: Any = None
+    value: Any = attrs.field(default=None, converter=view)
     start: int | None = None
     delete_count: int | None = None
 
@@ -345,7 +345,7 @@ class Writer:
         where = format_path(path)
         if isinstance(value, ops.Op):
             self._apply_op(path, value)
-        elif isinstance(value, Mapping) and not isinstance(value, _View):
+        elif isinstance(value, Mapping):
             current = lookup(self.root, path)
             if isinstance(current, dict):
                 for key, sub in value.items():

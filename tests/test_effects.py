@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import clp_core as clp
+import clp_core.log
 from clp_core.errors import EffectError, EffectTimeoutError
 
 
@@ -107,3 +108,45 @@ async def test_idempotency_survives_restart(tmp_path: Any) -> None:
         assert entry.replay
         assert rt.get_state("count") == 1
     assert runs == ["k"]
+
+
+async def test_idempotent_commits_with_nested_values_record_and_replay() -> None:
+    runs: list[int] = []
+
+    def effects(ctx: Any) -> dict:
+        runs.append(1)
+        return {"order": {"lines": [{"sku": "a", "qty": 2}], "meta": {"by": ctx.intent.payload["to"]}}}
+
+    rt = clp.create_runtime(contract(effects, idempotency_key=lambda ctx: ctx.intent.payload["id"]))
+    first = await rt.execute("notify", {"to": "x", "id": "k"})
+    again = await rt.execute("notify", {"to": "x", "id": "k"})
+    assert runs == [1] and again.replay
+    assert again.state_diff == first.state_diff
+    assert rt.get_state("order.lines.0.qty") == 2
+
+
+async def test_a_retry_returns_the_recorded_entry_even_if_a_guard_would_now_deny() -> None:
+    c = clp.create_contract(
+        intents={"pay": {"inputs": {"id": "string"}}},
+        guards=[{"name": "not_paid_yet", "deny": lambda ctx: ctx.state.get("paid") is True}],
+        transitions={"pay": {"effects": lambda ctx: {"paid": True},
+                             "idempotency_key": lambda ctx: ctx.intent.payload["id"]}},
+    )
+    rt = clp.create_runtime(c)
+    await rt.execute("pay", {"id": "p-1"})
+    retry = await rt.execute("pay", {"id": "p-1"})
+    assert retry.replay
+    with pytest.raises(clp.errors.GuardDeniedError):
+        await rt.execute("pay", {"id": "p-2"})  # a new payment is still refused
+
+
+async def test_the_audit_log_cannot_be_rewritten_by_callers() -> None:
+    rt = clp.create_runtime(contract(lambda ctx: {"sent": {"to": [ctx.intent.payload["to"]]}}))
+    await rt.execute("notify", {"to": "x"})
+    entry = rt.get_log()[-1]
+    with pytest.raises(TypeError):
+        entry.intent_payload["to"] = "forged"  # type: ignore[index]
+    with pytest.raises((TypeError, AttributeError)):
+        entry.state_diff[0].value["to"].append("forged")
+    assert rt.get_log()[-1].intent_payload == {"to": "x"}
+    assert clp.log.entry_to_dict(entry)["state_diff"][0]["value"] == {"to": ["x"]}

@@ -102,3 +102,16 @@ async def test_on_guard_deny_hook_gets_the_guard_and_context() -> None:
     with pytest.raises(GuardDeniedError):
         await rt.execute("increment", {"amount": 101})
     assert seen == [("small", {"amount": 101})]
+
+
+async def test_a_suggest_returning_none_means_no_suggestion_and_no_error() -> None:
+    errors: list[str] = []
+
+    class Spy:
+        def on_error(self, error: BaseException, phase: str) -> None:
+            errors.append(phase)
+
+    rt = counter(lambda ctx: None, middleware=[Spy()])
+    with pytest.raises(GuardDeniedError) as info:
+        await rt.execute("increment", {"amount": -5})
+    assert info.value.suggestion is None and errors == []

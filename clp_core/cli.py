@@ -1,0 +1,107 @@
+"""The ``clp`` command (typer + rich, from the ``cli`` extra).
+
+Plugins add commands through the ``register_commands(cli)`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .demo import DEFAULT_DIRECTORY, DemoRun, run_demo
+from .log import LogEntry
+
+INSTALL_HINT = "The clp command needs typer and rich: install clp-core[cli]  (pip install 'clp-core[cli]')"
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _row(entry: LogEntry) -> list[str]:
+    guards = " ".join(f"{g.name}:{'DENIED' if g.denied else 'ok'}" for g in entry.guard_outcomes)
+    result = entry.transition_result
+    transition = entry.transition_attempted or ""
+    if transition:
+        transition += " (permitted)" if result.permitted else " (refused)"
+    diff = ", ".join(
+        f"{c.op} {c.path}" + ("" if c.op == "unset" else f" = {_short(c.value)}") for c in entry.state_diff
+    )
+    payload = _short(dict(entry.intent_payload or {}))
+    staged = entry.staged_proposal or entry.accepted_proposal
+    if staged is not None:
+        payload += f"\n{'accepted' if entry.accepted_proposal is not None else 'staged'} {_short(dict(staged))}"
+        if entry.proposal_source:
+            payload += f" from {entry.proposal_source}"
+    return [entry.timestamp[11:23], entry.phase, entry.intent_name or "", payload, guards, transition, diff,
+            entry.error or ""]
+
+
+def render_run(run: DemoRun, console: Any, number: int | None = None) -> None:
+    """Print one demo run: its audit log as a rich table, then the count before and after."""
+    from rich.table import Table
+
+    title = "Audit log of this run" + (f" (run {number})" if number is not None else "")
+    table = Table(title=title, show_lines=True)
+    for column in ("time", "phase", "intent"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("payload", overflow="fold", ratio=3)
+    table.add_column("guards", no_wrap=True)
+    for column in ("transition", "diff", "error"):
+        table.add_column(column, overflow="fold", ratio=2)
+    for entry in run.entries:
+        table.add_row(*_row(entry))
+    console.print(table)
+    if run.denied_guard:
+        console.print(f"guard {run.denied_guard} denied amount -5 and suggested {_short(run.suggestion)}: accepted")
+    console.print(f"count was {run.count_before}, now {run.count_after}  (kept in {run.directory})")
+
+
+def build_app() -> Any:
+    """The typer application, with the commands plugins register."""
+    import typer
+    from rich.console import Console
+
+    from .plugins import registration_manager
+
+    app = typer.Typer(name="clp", help="CLP: AI may propose values; only guarded, logged commits change state.",
+                      no_args_is_help=True, add_completion=False)
+
+    @app.callback()
+    def root() -> None:
+        """CLP command line."""
+
+    @app.command()
+    def demo(
+        directory: str = typer.Option(DEFAULT_DIRECTORY, "--dir", help="Folder the counter's state is kept in."),
+        runs: int = typer.Option(1, "--runs", min=1, help="How many times to run (each run is a fresh runtime)."),
+    ) -> None:
+        """Run the counter contract on files: increments, a denial, an accepted suggestion."""
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+            console = Console(width=140)
+        for number in range(1, runs + 1):
+            run = asyncio.run(run_demo(directory))
+            render_run(run, console, number if runs > 1 else None)
+
+    registration_manager().hook.register_commands(cli=app)
+    return app
+
+
+def main() -> None:
+    """Entry point of the ``clp`` console script."""
+    try:
+        import rich  # noqa: F401
+        import typer  # noqa: F401
+    except ImportError:
+        print(INSTALL_HINT, file=sys.stderr)
+        sys.exit(1)
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()

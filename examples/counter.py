@@ -1,0 +1,79 @@
+"""Counter: the first example of CLP 0.1, in Python.
+
+``increment`` takes an optional ``amount`` (1 when missing). The ``no_negative`` guard denies
+negative amounts and suggests 0; the suggestion is staged, never applied on its own, until
+someone accepts it. Run it: ``python examples/counter.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import clp_core as clp
+
+
+def amount(ctx):
+    value = ctx.intent.payload.get("amount")
+    return 1 if value is None else value
+
+
+contract = clp.create_contract(
+    intents={"increment": {"inputs": {"amount": "number?"}}},
+    state={"count": "number", "history": "array"},
+    guards=[
+        {
+            "name": "no_negative",
+            "deny": lambda ctx: amount(ctx) < 0,
+            "suggest": lambda ctx: {"amount": 0},
+        }
+    ],
+    transitions={
+        "apply": {
+            "when": lambda ctx: ctx.intent.complete,
+            "effects": lambda ctx: {
+                "count": (ctx.state.get("count") or 0) + amount(ctx),
+                "history": clp.ops.push(amount(ctx)),
+            },
+        }
+    },
+)
+
+
+async def main() -> None:
+    runtime = clp.create_runtime(contract, initial_state={"count": 0})
+    runtime.subscribe("count", lambda state: print(f"  (subscriber) count is now {state['count']}"))
+
+    print("increment with no amount (defaults to 1)")
+    await runtime.execute("increment")
+
+    print("increment by 5: dispatch, then commit")
+    await runtime.dispatch("increment", {"amount": 5})
+    entry = await runtime.commit("apply")
+    print(f"  committed {entry.transition_result.name}: {[(c.path, c.value) for c in entry.state_diff]}")
+
+    print("increment by -3")
+    try:
+        await runtime.execute("increment", {"amount": -3})
+    except clp.errors.GuardDeniedError as denied:
+        print(f"  refused: {denied} (guard {denied.guard!r} suggests {denied.suggestion})")
+        staged = runtime.staged_proposal
+        print(f"  staged, not applied: {dict(staged.values)} from {staged.source}; count is still "
+              f"{runtime.get_state('count')}")
+        try:
+            await runtime.commit()
+        except clp.errors.UnacceptedProposalError as exc:
+            print(f"  committing without accepting: {exc}")
+        await runtime.accept_proposal("increment")
+        print(f"  accepted; the intent is now {dict(runtime.current_intent.payload)}")
+        await runtime.commit()
+
+    print(f"final count: {runtime.get_state('count')}, history: {runtime.get_state('history')}")
+    print("audit log:")
+    for e in runtime.get_log():
+        guards = ", ".join(f"{g.name}={'denied' if g.denied else 'ok'}" for g in e.guard_outcomes)
+        print(f"  {e.phase:<8} {e.intent_name} {dict(e.intent_payload or {})} {guards} {e.error or ''}".rstrip())
+    assert runtime.get_state("count") == 6
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
