@@ -24,6 +24,7 @@ LIFECYCLE_HOOKS = (
     "after_commit",
     "on_guard_deny",
     "on_error",
+    "on_close",
 )
 
 
@@ -65,6 +66,12 @@ def on_guard_deny(guard: Any, context: Any) -> None:
 @hookspec
 def on_error(error: BaseException, phase: str) -> None:
     """A phase failed: user code, a provider, storage or a hook raised."""
+
+
+@hookspec
+def on_close() -> None:
+    """The runtime is closing (``await runtime.close()`` or leaving ``async with``): flush
+    queues, close connections. Failures are logged, never raised."""
 
 
 @hookspec

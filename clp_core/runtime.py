@@ -138,7 +138,9 @@ class Runtime:
             await self._ensure_hydrated()
 
     async def close(self) -> None:
-        """Close the storage adapter (connection pools, files)."""
+        """Let plugins flush (``on_close``), then close the storage adapter."""
+        if self.hooks.has("on_close"):
+            await self.hooks.call_quietly("on_close")
         close = getattr(self.storage, "close", None)
         if close is not None:
             await close()

@@ -37,6 +37,7 @@ REFERENCE_ORDER = (
     # execute() runs after_dispatch once the whole step is done, outside the lock
     "before_dispatch", "before_commit", "after_dispatch", "on_guard_deny", "after_propose",
     "before_dispatch", "before_commit", "after_dispatch", "on_error",
+    "on_close",
 )
 
 ARGUMENT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -81,6 +82,7 @@ def _hook_functions(callback: Callable[[str, dict[str, Any]], Any]) -> dict[str,
         "after_commit": lambda intent, entry: callback("after_commit", {"intent": intent, "entry": entry}),
         "on_guard_deny": lambda guard, context: callback("on_guard_deny", {"guard": guard, "context": context}),
         "on_error": lambda error, phase: callback("on_error", {"error": error, "phase": phase}),
+        "on_close": lambda: callback("on_close", {}),
     }
 
 
@@ -138,6 +140,7 @@ async def run_reference_lifecycle(plugin: Any) -> LifecycleRun:
         await runtime.execute("increment", {"amount": -1})
     with pytest.raises(EffectError):
         await runtime.execute("increment", {"fail": True})
+    await runtime.close()
     return LifecycleRun(everything.calls, received.calls, implemented, runtime)
 
 
