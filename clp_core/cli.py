@@ -88,8 +88,37 @@ def build_app() -> Any:
             run = asyncio.run(run_demo(directory))
             render_run(run, console, number if runs > 1 else None)
 
+    @app.command()
+    def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for machines.")) -> None:
+        """List discovered plugins: distribution, version, enabled or not and why, hooks."""
+        rows = plugin_rows()
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.table import Table
+
+        table = Table(title="clp plugins")
+        for column in ("name", "distribution", "version", "enabled", "why", "hooks"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            why = row["reason"] + (f": {row['error']}" if row["error"] else "")
+            table.add_row(row["name"], row["distribution"] or "", row["version"] or "",
+                          "yes" if row["enabled"] else "no", why, ", ".join(row["hooks"]))
+        Console(width=160).print(table)
+
     registration_manager().hook.register_commands(cli=app)
     return app
+
+
+def plugin_rows() -> list[dict[str, Any]]:
+    """What ``clp plugins`` shows, as plain data."""
+    from .plugins import plugin_statuses
+
+    return [
+        {"name": s.name, "distribution": s.distribution, "version": s.version, "enabled": s.enabled,
+         "reason": s.reason, "error": s.error, "hooks": s.hooks}
+        for s in plugin_statuses()
+    ]
 
 
 def main() -> None:

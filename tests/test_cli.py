@@ -108,3 +108,25 @@ def test_plugins_can_register_commands(monkeypatch):
     result = CliRunner().invoke(build_app(), ["hello"])
     assert result.exit_code == 0, result.output
     assert "hello from a plugin" in result.output
+
+
+def test_plugins_lists_discovered_plugins_as_json_and_table(monkeypatch):
+    import json
+
+    from clp_core import plugins
+
+    monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-storage")
+    plugins.process_config(refresh=True)
+    try:
+        result = CliRunner().invoke(build_app(), ["plugins", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = {row["name"]: row for row in json.loads(result.output)}
+        storage = rows["clp-storage"]
+        assert (storage["distribution"], storage["enabled"], storage["reason"]) == (
+            "clp-core", False, "disabled by config")
+        assert storage["hooks"] == ["register_storage"]
+        table = CliRunner().invoke(build_app(), ["plugins"])
+        assert table.exit_code == 0 and "clp-storage" in table.output and "disabled by config" in table.output
+    finally:
+        monkeypatch.delenv("CLP_DISABLE_PLUGINS")
+        plugins.process_config(refresh=True)
