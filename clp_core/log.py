@@ -78,6 +78,7 @@ class LogEntry:
     error: str | None = None
     replay: bool = False
     idempotency_key: str | None = None
+    validation_errors: tuple[Mapping[str, Any], ...] = ()
 
 
 converter = cattrs.Converter()

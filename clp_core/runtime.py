@@ -53,6 +53,7 @@ from .log import (
 from .plugins import HookRunner, active_plugins
 from .state import StateView, Writer, changed_paths, copy_value, lookup, parse_path, plain, touches
 from .storage import VersionedStorage, resolve_storage
+from .validation import build_validator, intent_json_schema
 
 logger = logging.getLogger("clp")
 
@@ -96,11 +97,11 @@ class Runtime:
             raise ConfigError("ai_provider must be callable (sync or async) or None")
         if not isinstance(storage_key, str) or not storage_key:
             raise ConfigError("storage_key must be a non-empty string")
-        if validation is not None:
-            raise ConfigError(
-                "validation= needs a validator plugin: pip install 'clp-core[pydantic]' (clp-pydantic)"
-            )
         self.contract = contract
+        self._validator = None if validation is None else build_validator(contract, validation)
+        self._strict = bool((validation or {}).get("strict", True))
+        self._lenient: list[ValidationError] = []  # failures of a lenient validation, not yet logged
+        self._unreported: list[tuple[ValidationError, str]] = []  # logged, not yet given to on_error
         self.ai_provider = ai_provider
         self.storage = resolve_storage(storage)
         self.storage_key = storage_key
@@ -184,6 +185,15 @@ class Runtime:
         """A copy of the in-memory audit log (the last ``log_limit`` entries)."""
         return self._log.snapshot()
 
+    def intent_schema(self, name: str) -> dict[str, Any]:
+        """JSON Schema of an intent's payload (for an AI provider's structured output)."""
+        compiled = self.contract.intent(name)
+        if compiled is None:
+            raise UnknownIntentError(name)
+        if self._validator is not None:
+            return self._validator.intent_schema(name)
+        return intent_json_schema(compiled)
+
     @property
     def current_intent(self) -> Intent | None:
         return self._intent
@@ -217,6 +227,8 @@ class Runtime:
         except ClpError as exc:
             await self._report(exc, "dispatch")
             raise
+        finally:
+            await self._report_validation()
         await self._after("after_dispatch", intent=intent, entry=entry)
         return intent
 
@@ -236,6 +248,8 @@ class Runtime:
         except ClpError as exc:
             await self._report(exc, "propose")
             raise
+        finally:
+            await self._report_validation()
         await self._after("after_propose", intent=intent, proposal=proposal)
         return plain(proposal.values)  # type: ignore[no-any-return]
 
@@ -247,7 +261,9 @@ class Runtime:
                 staged = self._check_staged(name, "accept")
                 assert self._intent is not None
                 compiled = self.contract.intents[name]
-                payload = plain({**self._intent.payload, **staged.values})
+                merged = plain({**self._intent.payload, **staged.values})
+                complete = all(merged.get(f) is not None for f in compiled.required)
+                payload = self._validate(compiled, merged, f"accepted payload of {name}", complete=complete)
                 intent = self._make_intent(compiled, payload)
                 self._intent, self._staged = intent, None
                 self._log.append(self._entry(intent, "accept", accepted_proposal=staged.values,
@@ -256,6 +272,8 @@ class Runtime:
         except ClpError as exc:
             await self._report(exc, "accept")
             raise
+        finally:
+            await self._report_validation()
 
     async def reject_proposal(self, name: str) -> Intent:
         """Discard the staged proposal (logged); the intent stays current."""
@@ -282,6 +300,8 @@ class Runtime:
         except ClpError as exc:
             await self._finish_failed_commit(exc, outcome)
             raise
+        finally:
+            await self._report_validation()
         await self._finish_commit(entry, outcome)
         return entry
 
@@ -297,12 +317,14 @@ class Runtime:
                 dispatched = await self._dispatch(name, payload)
                 entry = await self._commit(transition, outcome)
         except ClpError as exc:
+            await self._report_validation()
             if dispatched is None:
                 await self._report(exc, "dispatch")
                 raise
             await self._after("after_dispatch", intent=dispatched[0], entry=dispatched[1])
             await self._finish_failed_commit(exc, outcome)
             raise
+        await self._report_validation()
         await self._after("after_dispatch", intent=dispatched[0], entry=dispatched[1])
         await self._finish_commit(entry, outcome)
         return entry
@@ -313,12 +335,42 @@ class Runtime:
         return Intent(compiled.name, payload, complete)
 
     def _entry(self, intent: Intent | None, phase: str, **fields: Any) -> LogEntry:
+        if self._lenient:
+            fields["validation_errors"] = tuple(e for exc in self._lenient for e in exc.errors)
+            self._unreported.extend((exc, phase) for exc in self._lenient)
+            self._lenient.clear()
         return LogEntry(
             intent_name=intent.name if intent else None,
             intent_payload=intent.payload if intent else None,
             phase=phase,
             **fields,
         )
+
+    def _validate(
+        self, compiled: CompiledIntent, values: Mapping[str, Any], where: str, *, complete: bool = False
+    ) -> dict[str, Any]:
+        """The values to use: checked against the declared types, or by the validator
+        (which may coerce). A lenient validation's failures are kept for the log entry."""
+        if self._validator is None:
+            self.contract.check_values(compiled, values, where=where)
+            return {k: plain(v) for k, v in values.items()}
+        try:
+            return self._validator.validate_payload(compiled.name, values, complete=complete)
+        except ValidationError as exc:
+            if self._strict:
+                raise
+            self._lenient.append(exc)
+            return {k: plain(v) for k, v in values.items()}
+
+    def _validate_state(self) -> None:
+        if self._validator is None or not self._validator.checks_state:
+            return
+        try:
+            self._validator.validate_state(StateView(self._state))
+        except ValidationError as exc:
+            if self._strict:
+                raise
+            self._lenient.append(exc)
 
     async def _dispatch(self, name: str, payload: Mapping[str, Any] | None) -> tuple[Intent, LogEntry]:
         compiled = self.contract.intent(name)
@@ -336,8 +388,7 @@ class Runtime:
                 f"payload of {name}",
                 [{"field": str(k), "expected": "a declared input", "got": "undeclared field"} for k in unknown],
             )
-        self.contract.check_values(compiled, payload, where=f"payload of {name}")
-        intent = self._make_intent(compiled, {k: plain(v) for k, v in payload.items()})
+        intent = self._make_intent(compiled, self._validate(compiled, payload, f"payload of {name}"))
         await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
         entry = self._entry(intent, "dispatch")
@@ -360,8 +411,7 @@ class Runtime:
                 raise ProposalError(f"Proposal contains invalid field: {key}")
             if key in compiled.required and intent.payload.get(key) is not None:
                 raise ProposalError(f"Proposal tries to override required field: {key}")
-        self.contract.check_values(compiled, result, where=f"proposal for {intent.name}")
-        proposal = Proposal({k: plain(v) for k, v in result.items()}, "ai")
+        proposal = Proposal(self._validate(compiled, result, f"proposal for {intent.name}"), "ai")
         self._staged = proposal
         self._log.append(self._entry(intent, "propose", staged_proposal=proposal.values, proposal_source="ai"))
         return proposal
@@ -419,6 +469,7 @@ class Runtime:
         writer = Writer(self._state)
         try:
             writer.apply_effects(result)
+            self._validate_state()
             entry = self._entry(
                 intent, "commit",
                 guard_outcomes=tuple(outcome.guard_outcomes),
@@ -508,11 +559,11 @@ class Runtime:
             for key in values:
                 if key not in compiled.inputs:
                     raise ProposalError(f"Proposal contains invalid field: {key}")
-            self.contract.check_values(compiled, values, where=f"suggestion of guard {guard.name}")
+            checked = self._validate(compiled, values, f"suggestion of guard {guard.name}")
         except Exception as exc:  # an invalid suggestion is reported, never staged
             outcome.suggestion_error = exc
             return None
-        proposal = Proposal({k: plain(v) for k, v in values.items()}, f"guard:{guard.name}")
+        proposal = Proposal(checked, f"guard:{guard.name}")
         self._staged = proposal
         outcome.suggested = True
         return plain(proposal.values)  # type: ignore[no-any-return]
@@ -609,6 +660,12 @@ class Runtime:
         if self.hooks.has(hook):
             for error in await self.hooks.call_quietly(hook, **kwargs):
                 await self._report(error, hook)
+
+    async def _report_validation(self) -> None:
+        """Give the logged failures of a lenient validation to on_error, with their phase."""
+        self._lenient.clear()  # failures of a call that logged nothing are dropped with it
+        while self._unreported:
+            await self._report(*self._unreported.pop(0))
 
     async def _report(self, error: BaseException, phase: str) -> None:
         if isinstance(error, StorageError):
