@@ -162,6 +162,10 @@ class ConfigError(ClpError):
     """An option of ``create_runtime`` (or plugin configuration) is invalid."""
 
 
+class HistoryError(ClpError):
+    """A point in an event stream that does not exist (``state_at(99)`` of 10 events)."""
+
+
 class PluginError(ClpError):
     """A plugin failed to load or to configure; ``plugin`` names it."""
 

@@ -80,6 +80,11 @@ def register_storage() -> dict[str, Any]:  # type: ignore[empty-body]
 
 
 @hookspec
+def register_event_stores() -> dict[str, Any]:  # type: ignore[empty-body]
+    """Return ``{scheme: factory}``; ``factory(url)`` builds an event store for that URL."""
+
+
+@hookspec
 def register_validators() -> dict[str, Any]:  # type: ignore[empty-body]
     """Return ``{name: factory}``; ``factory(contract, options)`` builds a validator."""
 

@@ -28,6 +28,7 @@ class Intent:
     name: str
     payload: Mapping[str, Any] = attrs.field(converter=_readonly)
     complete: bool = False
+    source: str = "user"  # who supplied the payload last: "user", "ai" or "guard:<name>"
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ import collections
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -29,6 +29,7 @@ from .errors import (
     EffectTimeoutError,
     GuardDeniedError,
     GuardError,
+    HistoryError,
     IncompleteIntentError,
     NoIntentError,
     NoMatchingIntentError,
@@ -40,6 +41,7 @@ from .errors import (
     UnknownIntentError,
     ValidationError,
 )
+from .events import Event, Snapshot, entry_from_event, event_from_entry, replay, resolve_event_store
 from .log import (
     AuditLog,
     GuardOutcome,
@@ -87,6 +89,8 @@ class Runtime:
         validation: Mapping[str, Any] | None = None,
         middleware: Sequence[Any] = (),
         config: Mapping[str, Any] | None = None,
+        event_store: Any = None,
+        snapshot_every: int = 1000,
         log_limit: int | None = 10_000,
         idempotency_limit: int = 10_000,
         max_conflict_retries: int = 50,
@@ -105,7 +109,12 @@ class Runtime:
         self.ai_provider = ai_provider
         self.storage = resolve_storage(storage)
         self.storage_key = storage_key
-        durable = storage is not None
+        self.event_store = None if event_store is None else resolve_event_store(event_store)
+        if not isinstance(snapshot_every, int) or snapshot_every < 1:
+            raise ConfigError("snapshot_every must be a positive integer")
+        self.snapshot_every = snapshot_every
+        self._seq = 0  # the aggregate's last event sequence number (with an event store)
+        durable = storage is not None or event_store is not None
         self.persist_on_commit = durable if persist_on_commit is None else persist_on_commit
         self.hydrate_on_init = durable if hydrate_on_init is None else hydrate_on_init
         self.config = dict(config or {})
@@ -152,6 +161,9 @@ class Runtime:
             self._hydrated = True
 
     async def _load(self) -> None:
+        if self.event_store is not None:
+            await self._load_events()
+            return
         name = getattr(self.storage, "name", type(self.storage).__name__)
         try:
             if self._versioned:
@@ -174,6 +186,21 @@ class Runtime:
         self._idempotency = collections.OrderedDict(records)
         self._version = version
 
+    async def _load_events(self) -> None:
+        assert self.event_store is not None
+        try:
+            replayed = await replay(self.event_store, self.storage_key, base=self._initial_state)
+        except ClpError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"replay of {self.storage_key!r} failed: {exc}", backend=self.event_store.name) from exc
+        records = replayed.idempotency
+        for event in replayed.tail:
+            if event.idempotency_key is not None:
+                records[event.idempotency_key] = entry_to_dict(entry_from_event(event))
+        self._state, self._seq = replayed.state, replayed.seq
+        self._idempotency = collections.OrderedDict(records)
+
     # -- reads -------------------------------------------------------------------------
     def get_state(self, path: str | None = None) -> Any:
         """The value at ``path`` (a dot path), or the whole state; containers are copies."""
@@ -184,6 +211,31 @@ class Runtime:
     def get_log(self) -> list[LogEntry]:
         """A copy of the in-memory audit log (the last ``log_limit`` entries)."""
         return self._log.snapshot()
+
+    async def state_at(self, seq: int) -> dict[str, Any]:
+        """The state as of event ``seq`` (1 = after the first commit; 0 = the initial state)."""
+        store = self._require_event_store("state_at")
+        last = await store.last_seq(self.storage_key)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= last:
+            raise HistoryError(f"no event {seq!r} in {self.storage_key!r} (it has events 1 to {last})")
+        replayed = await replay(store, self.storage_key, until=seq, base=self._initial_state)
+        return replayed.state
+
+    async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
+        """The aggregate's events in order, read ``page`` at a time."""
+        store = self._require_event_store("history")
+        while True:
+            events = await store.get_events(self.storage_key, after=after, until=after + page)
+            for event in events:
+                yield event
+            if len(events) < page:
+                return
+            after = events[-1].seq
+
+    def _require_event_store(self, what: str) -> Any:
+        if self.event_store is None:
+            raise ConfigError(f"{what}() needs a runtime created with event_store=...")
+        return self.event_store
 
     def intent_schema(self, name: str) -> dict[str, Any]:
         """JSON Schema of an intent's payload (for an AI provider's structured output)."""
@@ -264,7 +316,7 @@ class Runtime:
                 merged = plain({**self._intent.payload, **staged.values})
                 complete = all(merged.get(f) is not None for f in compiled.required)
                 payload = self._validate(compiled, merged, f"accepted payload of {name}", complete=complete)
-                intent = self._make_intent(compiled, payload)
+                intent = attrs.evolve(self._make_intent(compiled, payload), source=staged.source)
                 self._intent, self._staged = intent, None
                 self._log.append(self._entry(intent, "accept", accepted_proposal=staged.values,
                                              proposal_source=staged.source))
@@ -477,10 +529,13 @@ class Runtime:
                 transition_result=TransitionResult(transition.name, True),
                 state_diff=tuple(writer.changes),
                 idempotency_key=key,
+                proposal_source=intent.source,
             )
             if key is not None:
                 self._idempotency[key] = entry_to_dict(entry)
-            if self.persist_on_commit:
+            if self.event_store is not None:
+                await self._append_event(entry)
+            elif self.persist_on_commit:
                 await self._persist()
         except BaseException as exc:
             writer.rollback()
@@ -493,6 +548,8 @@ class Runtime:
             ) from exc
         while len(self._idempotency) > self._idempotency_limit:
             self._idempotency.popitem(last=False)
+        if self.event_store is not None and self._seq % self.snapshot_every == 0:
+            await self._snapshot()
         self._intent = self._staged = None
         self._log.append(entry)
         outcome.changed = changed_paths(writer.changes)
@@ -518,6 +575,28 @@ class Runtime:
                 self._log.append(entry)
                 return entry
         return None
+
+    async def _append_event(self, entry: LogEntry) -> None:
+        assert self.event_store is not None
+        event = event_from_entry(self.storage_key, self._seq + 1, entry)
+        try:
+            await self.event_store.append(event, self._seq)
+        except ClpError:
+            raise
+        except Exception as exc:
+            problem = f"append to {self.storage_key!r} failed: {type(exc).__name__}: {exc}"
+            raise StorageError(problem, backend=self.event_store.name) from exc
+        self._seq += 1
+
+    async def _snapshot(self) -> None:
+        """Save a snapshot; a failure only costs replay time, so it is reported, not raised."""
+        assert self.event_store is not None
+        snapshot = Snapshot(self._seq, plain(self._state), dict(self._idempotency))
+        try:
+            await self.event_store.save_snapshot(self.storage_key, snapshot)
+        except Exception as exc:
+            logger.warning("clp snapshot of %s at %d failed: %s", self.storage_key, self._seq, exc)
+            self._unreported.append((exc, "storage"))  # type: ignore[arg-type]
 
     async def _persist(self) -> None:
         document = {"state": self._state, "idempotency": dict(self._idempotency)}

@@ -124,7 +124,7 @@ def test_plugins_lists_discovered_plugins_as_json_and_table(monkeypatch):
         storage = rows["clp-storage"]
         assert (storage["distribution"], storage["enabled"], storage["reason"]) == (
             "clp-core", False, "disabled by config")
-        assert storage["hooks"] == ["register_storage"]
+        assert storage["hooks"] == ["register_event_stores", "register_storage"]
         table = CliRunner().invoke(build_app(), ["plugins"])
         assert table.exit_code == 0 and "clp-storage" in table.output and "disabled by config" in table.output
     finally:

@@ -25,6 +25,16 @@ def sqlite_path(url: str) -> str:
 
 
 @hookimpl
+def register_event_stores() -> dict[str, Any]:
+    from ..events import MemoryEventStore, SQLiteEventStore
+
+    return {
+        "memory": lambda url: MemoryEventStore(),
+        "sqlite": lambda url: SQLiteEventStore(sqlite_path(url)),
+    }
+
+
+@hookimpl
 def register_storage() -> dict[str, Any]:
     return {
         "memory": lambda url: MemoryAdapter(),

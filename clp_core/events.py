@@ -1,0 +1,359 @@
+"""Event sourcing: one event per commit, an append-only store per aggregate, replay, snapshots.
+
+An aggregate is a storage key. Its events are numbered from 1 (``seq``); appending checks the
+expected last sequence number, so two writers of one aggregate never both succeed. Events
+are attrs classes serialised with cattrs to JSON (``FORMAT_VERSION``); older formats are
+upgraded on read by registered upcasters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import cattrs
+
+from .errors import ConflictError, CorruptStateError, StorageError
+from .log import GuardOutcome, LogEntry, TransitionResult
+from .state import Change, State, Writer, plain
+from .storage import codec
+
+FORMAT_VERSION = 1
+
+
+@attrs.frozen
+class Event:
+    """One committed change of an aggregate, as recorded."""
+
+    aggregate_id: str
+    seq: int
+    kind: str  # "commit"; sagas use their own kinds in their own streams
+    intent_name: str | None = None
+    payload: Mapping[str, Any] = attrs.field(factory=dict)
+    proposal_source: str | None = None
+    guard_outcomes: tuple[GuardOutcome, ...] = ()
+    transition: str | None = None
+    diff: tuple[Change, ...] = ()
+    timestamp: str = ""
+    idempotency_key: str | None = None
+    data: Mapping[str, Any] = attrs.field(factory=dict)  # kind-specific extras (sagas)
+    format_version: int = FORMAT_VERSION
+
+
+def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry) -> Event:
+    return Event(
+        aggregate_id=aggregate_id,
+        seq=seq,
+        kind="commit",
+        intent_name=entry.intent_name,
+        payload=plain(entry.intent_payload or {}),
+        proposal_source=entry.proposal_source,
+        guard_outcomes=entry.guard_outcomes,
+        transition=entry.transition_result.name,
+        diff=entry.state_diff,
+        timestamp=entry.timestamp,
+        idempotency_key=entry.idempotency_key,
+    )
+
+
+def entry_from_event(event: Event) -> LogEntry:
+    """The commit's log entry as the event recorded it (idempotent replays after a restart)."""
+    return LogEntry(
+        intent_name=event.intent_name,
+        intent_payload=event.payload,
+        phase="commit",
+        timestamp=event.timestamp,
+        guard_outcomes=event.guard_outcomes,
+        transition_attempted=event.transition,
+        transition_result=TransitionResult(event.transition, True),
+        state_diff=event.diff,
+        proposal_source=event.proposal_source,
+        idempotency_key=event.idempotency_key,
+    )
+
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(Change, lambda c: {
+    "op": c.op, "path": c.path, "value": plain(c.value), "start": c.start, "delete_count": c.delete_count})
+_converter.register_unstructure_hook(Mapping, lambda m: {k: plain(v) for k, v in m.items()})
+_converter.register_structure_hook_func(
+    lambda t: getattr(t, "__origin__", None) is Mapping, lambda v, _: dict(v))
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_upcasters: dict[int, Upcaster] = {}
+
+
+def register_upcaster(from_version: int, upcaster: Upcaster) -> None:
+    """Register ``upcaster(raw_event_dict) -> raw_event_dict`` upgrading events of format
+    ``from_version`` to ``from_version + 1``; chains run until the current format."""
+    _upcasters[from_version] = upcaster
+
+
+def event_to_json(event: Event) -> str:
+    return codec.encode(_converter.unstructure(event))
+
+
+def event_from_json(text: str | bytes, *, backend: str) -> Event:
+    raw = codec.decode(text, backend=backend, key="event")
+    if not isinstance(raw, dict):
+        raise CorruptStateError("stored event is not an object", backend=backend)
+    version = raw.get("format_version", 1)
+    while version < FORMAT_VERSION:
+        upcaster = _upcasters.get(version)
+        if upcaster is None:
+            raise CorruptStateError(f"no upcaster registered for event format {version}", backend=backend)
+        raw = upcaster(dict(raw))
+        version = raw["format_version"] = version + 1
+    if version > FORMAT_VERSION:
+        raise CorruptStateError(f"event format {version} is newer than this clp-core reads", backend=backend)
+    try:
+        return _converter.structure(raw, Event)
+    except Exception as exc:  # cattrs raises several kinds
+        raise CorruptStateError(f"stored event is malformed: {exc}", backend=backend) from exc
+
+
+def apply_events(state: State, events: Iterable[Event]) -> State:
+    """Apply the diffs of ``events`` to ``state`` in place and return it."""
+    writer = Writer(state)
+    for event in events:
+        for change in event.diff:
+            writer.apply_change(change)
+    return state
+
+
+@attrs.frozen
+class Snapshot:
+    seq: int
+    state: Mapping[str, Any]
+    idempotency: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Append-only event streams with optimistic concurrency, plus snapshots."""
+
+    name: str
+
+    async def append(self, event: Event, expected_seq: int) -> None:
+        """Append ``event`` (whose ``seq`` is ``expected_seq + 1``) if the stream's last
+        sequence number is ``expected_seq``; otherwise raise :class:`ConflictError`."""
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        """Events with ``after < seq <= until`` in order."""
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        """The stream's last sequence number (0 when empty)."""
+
+    async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
+        """Keep a snapshot of the state as of ``snapshot.seq``."""
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
+        """The latest snapshot with ``seq <= at_or_before`` (or the latest of all)."""
+
+    async def aggregates(self) -> list[str]:
+        """Every aggregate id with events."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+@attrs.frozen
+class Replayed:
+    state: State
+    seq: int  # the last sequence number applied
+    idempotency: dict[str, Any]  # the snapshot's idempotency records
+    tail: list[Event]  # the events applied after the snapshot
+
+
+async def replay(
+    store: EventStore, aggregate_id: str, until: int | None = None, base: Mapping[str, Any] | None = None
+) -> Replayed:
+    """Rebuild an aggregate's state from its latest snapshot (at or before ``until``), or from
+    ``base``, and the events after it."""
+    snapshot = await store.load_snapshot(aggregate_id, until)
+    state: State = plain(snapshot.state) if snapshot else plain(dict(base or {}))
+    seq = snapshot.seq if snapshot else 0
+    events = await store.get_events(aggregate_id, after=seq, until=until)
+    apply_events(state, events)
+    return Replayed(state, events[-1].seq if events else seq,
+                    dict(snapshot.idempotency) if snapshot else {}, events)
+
+
+def snapshot_to_json(snapshot: Snapshot) -> str:
+    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": dict(snapshot.idempotency)}
+    return codec.encode(document)
+
+
+def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
+    raw = codec.decode(text, backend=backend, key="snapshot")
+    if not isinstance(raw, dict) or not isinstance(raw.get("state"), dict) or not isinstance(raw.get("seq"), int):
+        raise CorruptStateError("stored snapshot is malformed", backend=backend)
+    return Snapshot(raw["seq"], raw["state"], raw.get("idempotency") or {})
+
+
+class MemoryEventStore:
+    """Event streams in this process (tests, and runtimes that only want time travel)."""
+
+    name = "memory-events"
+
+    def __init__(self) -> None:
+        self._streams: dict[str, list[str]] = {}
+        self._snapshots: dict[str, list[tuple[int, str]]] = {}
+
+    async def append(self, event: Event, expected_seq: int) -> None:
+        stream = self._streams.setdefault(event.aggregate_id, [])
+        if len(stream) != expected_seq or event.seq != expected_seq + 1:
+            raise ConflictError(
+                f"stream {event.aggregate_id!r} is at {len(stream)}, not {expected_seq}", backend=self.name)
+        stream.append(event_to_json(event))
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        stream = self._streams.get(aggregate_id, [])
+        return [event_from_json(raw, backend=self.name) for raw in stream[after:until]]
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        return len(self._streams.get(aggregate_id, []))
+
+    async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
+        self._snapshots.setdefault(aggregate_id, []).append((snapshot.seq, snapshot_to_json(snapshot)))
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
+        for seq, raw in reversed(self._snapshots.get(aggregate_id, [])):
+            if at_or_before is None or seq <= at_or_before:
+                return snapshot_from_json(raw, backend=self.name)
+        return None
+
+    async def aggregates(self) -> list[str]:
+        return sorted(k for k, v in self._streams.items() if v)
+
+    async def close(self) -> None:
+        pass
+
+
+class SQLiteEventStore:
+    """Event streams in SQLite (tables ``clp_events`` and ``clp_snapshots``); appends are a
+    primary-key-checked INSERT, so concurrent writers of one aggregate conflict cleanly."""
+
+    name = "sqlite-events"
+
+    def __init__(self, path: str) -> None:
+        from .storage.sqlite import SQLiteAdapter
+
+        self._db = SQLiteAdapter(path)  # shares its connection handling and thread hop
+        self.path = path
+        self._ready = False
+
+    async def _run(self, fn: Callable[[Any], Any]) -> Any:
+        if not self._ready:
+            await self._db._run(lambda c: c.executescript(_EVENT_SCHEMA))
+            self._ready = True
+        return await self._db._run(fn)
+
+    async def append(self, event: Event, expected_seq: int) -> None:
+        if event.seq != expected_seq + 1:
+            raise ConflictError(f"event seq {event.seq} does not follow {expected_seq}", backend=self.name)
+        raw = event_to_json(event)
+
+        def insert(c: Any) -> bool:
+            last = c.execute("SELECT COALESCE(MAX(seq), 0) FROM clp_events WHERE aggregate_id = ?",
+                             (event.aggregate_id,)).fetchone()[0]
+            if last != expected_seq:
+                return False
+            c.execute("INSERT INTO clp_events (aggregate_id, seq, data) VALUES (?, ?, ?)",
+                      (event.aggregate_id, event.seq, raw))
+            return True
+
+        try:
+            ok = await self._run(lambda c: _in_transaction(c, insert))
+        except StorageError as exc:
+            if "UNIQUE" in str(exc):
+                ok = False
+            else:
+                raise
+        if not ok:
+            raise ConflictError(f"stream {event.aggregate_id!r} moved past {expected_seq}", backend=self.name)
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (aggregate_id, after, until if until is not None else 2**62)).fetchall())
+        return [event_from_json(r[0], backend=self.name) for r in rows]
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        row = await self._run(lambda c: c.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM clp_events WHERE aggregate_id = ?", (aggregate_id,)).fetchone())
+        return int(row[0])
+
+    async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
+        raw = snapshot_to_json(snapshot)
+        await self._run(lambda c: c.execute(
+            "INSERT OR REPLACE INTO clp_snapshots (aggregate_id, seq, data) VALUES (?, ?, ?)",
+            (aggregate_id, snapshot.seq, raw)))
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT data FROM clp_snapshots WHERE aggregate_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (aggregate_id, at_or_before if at_or_before is not None else 2**62)).fetchone())
+        return None if row is None else snapshot_from_json(row[0], backend=self.name)
+
+    async def aggregates(self) -> list[str]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT DISTINCT aggregate_id FROM clp_events ORDER BY aggregate_id").fetchall())
+        return [r[0] for r in rows]
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+_EVENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clp_events (
+    aggregate_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (aggregate_id, seq)
+);
+CREATE TABLE IF NOT EXISTS clp_snapshots (
+    aggregate_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (aggregate_id, seq)
+);
+"""
+
+
+def _in_transaction(conn: Any, fn: Callable[[Any], bool]) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def resolve_event_store(store: Any) -> EventStore:
+    """An event store instance as is; a URL through the plugin that registered its scheme."""
+    if not isinstance(store, str):
+        for method in ("append", "get_events", "load_snapshot", "save_snapshot"):
+            if not callable(getattr(store, method, None)):
+                raise StorageError(f"event store object has no {method}() method", backend=type(store).__name__)
+        return store  # type: ignore[no-any-return]
+    import urllib.parse
+
+    from .plugins import registration_manager
+    from .storage import KNOWN_SCHEMES
+
+    scheme = urllib.parse.urlsplit(store).scheme
+    factories: dict[str, Any] = {}
+    for contributed in registration_manager().hook.register_event_stores():
+        factories.update(contributed or {})
+    factory = factories.get(scheme)
+    if factory is None:
+        hint = KNOWN_SCHEMES.get(scheme)
+        advice = f"install {hint}" if hint else "no installed plugin registers it"
+        raise StorageError(f"unknown event store scheme {scheme!r}: {advice}", backend=scheme or "url")
+    return factory(store)  # type: ignore[no-any-return]
+
+
+def dumps_event(event: Event) -> str:
+    """A human-readable JSON rendering of an event (CLI, inspector)."""
+    return json.dumps(json.loads(event_to_json(event))["data"], indent=2, ensure_ascii=False)
