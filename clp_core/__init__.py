@@ -5,17 +5,20 @@ from __future__ import annotations
 from . import errors, ops
 from .contract import Contract, Guard, IntentDef, Transition, create_contract
 from .errors import ClpError
+from .events import Event, EventStore, MemoryEventStore, SQLiteEventStore
 from .hookspecs import hookimpl
 from .log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
 from .runtime import Context, Runtime, create_runtime
+from .saga import Saga, SagaContext, SagaResult, Step
 from .state import Change, ListView, StateView
 from .storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, StorageAdapter
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "Change", "ClpError", "Context", "Contract", "FileSystemAdapter", "Guard", "GuardOutcome",
-    "Intent", "IntentDef", "ListView", "LogEntry", "MemoryAdapter", "Proposal", "Runtime",
-    "SQLiteAdapter", "StateView", "StorageAdapter", "Transition", "TransitionResult",
+    "Change", "ClpError", "Context", "Contract", "Event", "EventStore", "FileSystemAdapter", "Guard",
+    "GuardOutcome", "Intent", "IntentDef", "ListView", "LogEntry", "MemoryAdapter", "MemoryEventStore",
+    "Proposal", "Runtime", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext", "SagaResult",
+    "StateView", "Step", "StorageAdapter", "Transition", "TransitionResult",
     "create_contract", "create_runtime", "errors", "hookimpl", "ops",
 ]

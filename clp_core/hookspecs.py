@@ -25,6 +25,7 @@ LIFECYCLE_HOOKS = (
     "on_guard_deny",
     "on_error",
     "on_close",
+    "on_saga_event",
 )
 
 
@@ -72,6 +73,13 @@ def on_error(error: BaseException, phase: str) -> None:
 def on_close() -> None:
     """The runtime is closing (``await runtime.close()`` or leaving ``async with``): flush
     queues, close connections. Failures are logged, never raised."""
+
+
+@hookspec
+def on_saga_event(event: Any) -> None:
+    """A saga made progress: ``event.kind`` is ``saga_started``, ``step_started``,
+    ``step_completed``, ``step_failed``, ``step_compensated``, ``compensation_failed`` or
+    ``saga_completed``/``saga_compensated``/``saga_failed``; ``event.data`` has the step."""
 
 
 @hookspec

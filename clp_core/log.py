@@ -80,6 +80,7 @@ class LogEntry:
     replay: bool = False
     idempotency_key: str | None = None
     validation_errors: tuple[Mapping[str, Any], ...] = ()
+    detail: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)  # sagas
 
 
 converter = cattrs.Converter()

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from . import saga as saga_module
 from .contract import CompiledIntent, Contract, Guard, Transition
 from .errors import (
     AmbiguousTransitionError,
@@ -53,6 +54,7 @@ from .log import (
     entry_to_dict,
 )
 from .plugins import HookRunner, active_plugins
+from .saga import Saga, SagaResult
 from .state import StateView, Writer, changed_paths, copy_value, lookup, parse_path, plain, touches
 from .storage import VersionedStorage, resolve_storage
 from .validation import build_validator, intent_json_schema
@@ -231,6 +233,22 @@ class Runtime:
             if len(events) < page:
                 return
             after = events[-1].seq
+
+    async def run_saga(self, saga: Saga, saga_id: str | None = None) -> SagaResult:
+        """Run ``saga``'s steps in order, each as one ``execute``; if one fails, compensate
+        the completed ones in reverse. See :mod:`clp_core.saga`."""
+        return await saga_module.run(self, saga, saga_id)
+
+    async def resume_sagas(self, sagas: Mapping[str, Saga], *, compensate: bool = False) -> list[SagaResult]:
+        """Finish the sagas a dead process left running (definitions by saga name)."""
+        return await saga_module.resume(self, sagas, compensate=compensate)
+
+    async def _saga_event(self, event: Event) -> None:
+        detail = {"saga": event.data.get("saga"), "saga_id": event.aggregate_id.rsplit(":", 1)[-1],
+                  "kind": event.kind, "step": event.data.get("step")}
+        self._log.append(LogEntry(intent_name=None, intent_payload=None, phase="saga",
+                                  error=event.data.get("error"), detail=detail))
+        await self._after("on_saga_event", event=event)
 
     def _require_event_store(self, what: str) -> Any:
         if self.event_store is None:

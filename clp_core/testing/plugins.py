@@ -25,6 +25,7 @@ import pytest
 from .. import hookspecs
 from ..contract import Contract, Guard, create_contract
 from ..errors import ClpError, EffectError, GuardDeniedError, HookError
+from ..events import Event
 from ..log import Intent, LogEntry, Proposal
 from ..plugins import ClpPluginManager
 from ..runtime import Context, Runtime, create_runtime
@@ -42,7 +43,7 @@ REFERENCE_ORDER = (
 
 ARGUMENT_TYPES: dict[str, type | tuple[type, ...]] = {
     "intent": Intent, "entry": LogEntry, "proposal": Proposal, "guard": Guard,
-    "context": Context, "error": BaseException, "phase": str,
+    "context": Context, "error": BaseException, "phase": str, "event": Event,
 }
 
 
@@ -83,6 +84,7 @@ def _hook_functions(callback: Callable[[str, dict[str, Any]], Any]) -> dict[str,
         "on_guard_deny": lambda guard, context: callback("on_guard_deny", {"guard": guard, "context": context}),
         "on_error": lambda error, phase: callback("on_error", {"error": error, "phase": phase}),
         "on_close": lambda: callback("on_close", {}),
+        "on_saga_event": lambda event: callback("on_saga_event", {"event": event}),
     }
 
 
