@@ -7,7 +7,9 @@ import fcntl
 import hashlib
 import os
 import urllib.parse
+import weakref
 from pathlib import Path
+from typing import ClassVar
 
 import aiofiles
 import aiofiles.os
@@ -23,7 +25,7 @@ def key_to_filename(key: str) -> str:
     """A file name that stays inside the folder whatever the key (``/``, ``..``, NUL...)."""
     if not isinstance(key, str) or not key:
         raise StorageError(f"storage key must be a non-empty string, got {key!r}", backend="file")
-    quoted = urllib.parse.quote(key, safe="")
+    quoted = urllib.parse.quote(key, safe="").replace("~", "%7E")  # "~" marks hashed names
     if quoted.startswith("."):
         quoted = "%2E" + quoted[1:]
     if len(quoted) > _MAX_NAME:
@@ -59,7 +61,10 @@ class FileSystemAdapter:
         data = codec.decode(raw, backend=self.name, key=key)
         if not isinstance(data, dict) or "document" not in data or "version" not in data:
             raise CorruptStateError(f"stored value for key {key!r} lacks document/version", backend=self.name)
-        return data["document"], int(data["version"])
+        version = data["version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise CorruptStateError(f"stored value for key {key!r} has a malformed version", backend=self.name)
+        return data["document"], version
 
     async def _write(self, key: str, document: Document, version: int) -> None:
         path = self._path(key)
@@ -111,22 +116,53 @@ class FileSystemAdapter:
         pass
 
 
+_LOCK_POLL = (0.0005, 0.05)  # first and longest wait between tries of a taken file lock
+
+
 class _FileLock:
-    """An exclusive ``flock`` on ``<file>.lock``, taken off the event loop."""
+    """An exclusive ``flock`` on ``<file>.lock``.
+
+    Writers of this process queue on an ``asyncio.Lock`` per file first; the file lock is then
+    tried without blocking and retried with back-off, so no thread ever waits on it and a
+    cancelled waiter leaves nothing behind.
+    """
+
+    _local: ClassVar[weakref.WeakValueDictionary[str, asyncio.Lock]] = weakref.WeakValueDictionary()
 
     def __init__(self, path: Path) -> None:
         self.path = path.with_name(path.name + ".lock")
+        key = str(self.path)
+        lock = self._local.get(key)
+        if lock is None:
+            lock = self._local[key] = asyncio.Lock()
+        self.local = lock
         self.fd: int | None = None
 
     async def __aenter__(self) -> None:
+        await self.local.acquire()
         try:
             await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StorageError(f"cannot lock {self.path}: {exc}", backend="file") from exc
-        await asyncio.to_thread(fcntl.flock, self.fd, fcntl.LOCK_EX)
+            delay = _LOCK_POLL[0]
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _LOCK_POLL[1])
+        except BaseException as exc:
+            self._release()
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot lock {self.path}: {exc}", backend="file") from exc
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+        self._release()
+
+    def _release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+        self.local.release()

@@ -15,7 +15,8 @@ name = "clp-storage"
 
 def _path(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
-    return urllib.parse.unquote(parts.netloc + parts.path)
+    host = "" if parts.netloc == "localhost" else parts.netloc  # file://localhost/x is this machine
+    return urllib.parse.unquote(host + parts.path)
 
 
 def sqlite_path(url: str) -> str:

@@ -1,0 +1,110 @@
+"""MemoryAdapter: the conformance suite, plus resolution of storage arguments and URLs."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import pytest
+
+from clp_core.errors import StorageError
+from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, resolve_storage, storage_schemes
+from clp_core.testing.storage import StorageAdapterSuite
+
+
+class TestMemoryAdapter(StorageAdapterSuite):
+    async def make_adapter(self) -> MemoryAdapter:
+        return MemoryAdapter()
+
+    async def write_raw(self, adapter: MemoryAdapter, key: str, raw: bytes) -> None:
+        adapter._data[key] = (raw, 1)  # type: ignore[assignment]
+
+
+async def test_fresh_adapters_share_nothing() -> None:
+    first, second = MemoryAdapter(), MemoryAdapter()
+    await first.save("k", {"x": 1})
+    assert await second.load("k") is None
+    assert await first.load("k") == {"x": 1}
+
+
+# -- resolve_storage -------------------------------------------------------------------
+
+
+def test_none_resolves_to_a_fresh_memory_adapter() -> None:
+    first, second = resolve_storage(None), resolve_storage(None)
+    assert isinstance(first, MemoryAdapter) and isinstance(second, MemoryAdapter)
+    assert first is not second
+
+
+def test_memory_url() -> None:
+    assert isinstance(resolve_storage("memory://"), MemoryAdapter)
+    assert resolve_storage("memory://") is not resolve_storage("memory://")
+
+
+def test_adapter_instance_is_used_as_is(tmp_path: Any) -> None:
+    for adapter in (MemoryAdapter(), FileSystemAdapter(tmp_path), SQLiteAdapter(tmp_path / "x.db")):
+        assert resolve_storage(adapter) is adapter
+
+
+def test_third_party_object_with_the_methods_is_accepted() -> None:
+    class Custom:
+        async def load(self, key: str) -> Any:
+            return None
+
+        async def save(self, key: str, document: Any) -> None:
+            pass
+
+        async def delete(self, key: str) -> None:
+            pass
+
+    custom = Custom()
+    assert resolve_storage(custom) is custom
+
+
+@pytest.mark.parametrize("missing", ["load", "save", "delete"])
+def test_object_missing_a_method_is_refused(missing: str) -> None:
+    methods = {name: (lambda self, *a: None) for name in ("load", "save", "delete") if name != missing}
+    incomplete = type("Incomplete", (), methods)()
+    with pytest.raises(StorageError, match=rf"{missing}\(\)"):
+        resolve_storage(incomplete)
+
+
+def test_object_whose_save_is_not_callable_is_refused() -> None:
+    class NotCallable:
+        save = "nope"
+
+        async def load(self, key: str) -> Any:
+            return None
+
+        async def delete(self, key: str) -> None:
+            pass
+
+    with pytest.raises(StorageError, match=r"save\(\)"):
+        resolve_storage(NotCallable())
+
+
+@pytest.mark.parametrize(
+    ("url", "distribution"),
+    [
+        ("redis://localhost:6379/0", "clp-redis"),
+        ("rediss://localhost:6380/0", "clp-redis"),
+        ("postgresql://u@localhost/db", "clp-postgres"),
+        ("postgres://u@localhost/db", "clp-postgres"),
+        ("mongodb://localhost/db", "clp-mongo"),
+    ],
+)
+def test_known_plugin_scheme_says_what_to_install(url: str, distribution: str) -> None:
+    if urllib.parse.urlsplit(url).scheme in storage_schemes():
+        pytest.skip(f"{distribution} is installed here")
+    with pytest.raises(StorageError, match=rf"install {distribution}"):
+        resolve_storage(url)
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(StorageError, match="unknown storage scheme 'nosuchdb'"):
+        resolve_storage("nosuchdb://host/x")
+
+
+def test_url_without_scheme_is_refused() -> None:
+    with pytest.raises(StorageError, match="no scheme"):
+        resolve_storage("just/a/path.db")
