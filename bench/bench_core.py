@@ -49,6 +49,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import clp_core as clp  # noqa: E402
 
+# The core alone: installed entry-point plugins (otel, audit...) are measured by bench_plugins.py.
+CORE_ONLY = {"disable": ["*"]}
+
 
 def _load_machine() -> tuple[Any, str | None]:
     """pytransitions' AsyncMachine and version, or ``(None, None)`` when not installed."""
@@ -221,8 +224,8 @@ async def machine_triggers(model: CounterModel, n: int) -> float:
 async def bench_throughput(cfg: dict[str, int]) -> dict[str, Any]:
     n, warm, reps = cfg["pairs"], cfg["pairs_warmup"], cfg["pairs_reps"]
     contract = counter_contract()
-    pairs_rt = clp.create_runtime(contract, initial_state={"count": 0})
-    exec_rt = clp.create_runtime(contract, initial_state={"count": 0})
+    pairs_rt = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)
+    exec_rt = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)
     model = counter_machine() if AsyncMachine is not None else None
 
     await clp_pairs(pairs_rt, warm)
@@ -290,8 +293,8 @@ async def bench_commit_scaling(cfg: dict[str, int]) -> dict[str, Any]:
     }
     out: dict[str, Any] = {"iterations": n, "repetitions": reps, "big_keys": BIG_KEYS, "small_keys": SMALL_KEYS}
     for name, (contract, small_state, big_state, path) in cases.items():
-        small = clp.create_runtime(contract, initial_state=small_state)
-        big = clp.create_runtime(contract, initial_state=big_state)
+        small = clp.create_runtime(contract, initial_state=small_state, config=CORE_ONLY)
+        big = clp.create_runtime(contract, initial_state=big_state, config=CORE_ONLY)
         del small_state, big_state
         await commit_time(small, warm)
         await commit_time(big, warm)
@@ -345,12 +348,12 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
     contract = counter_contract()
     # Warm a throwaway runtime first so that one-off allocations (caches, interned
     # strings, the event loop's structures) are not charged to the log.
-    warm = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=10)
+    warm = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=10, config=CORE_ONLY)
     await clp_pairs(warm, 200)
     del warm
 
     n = cfg["mem_commits"]
-    unbounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=None)
+    unbounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=None, config=CORE_ONLY)
     await clp_pairs(unbounded, 1)  # first-call allocations outside the measurement
     entries_before = len(unbounded.get_log())
     grown = await retained_after(unbounded, [n])
@@ -362,7 +365,7 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
 
     m = cfg["bounded_commits"]
     checkpoints = sorted({LOG_LIMIT // 2, LOG_LIMIT, m // 4, m // 2, m})
-    bounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=LOG_LIMIT)
+    bounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=LOG_LIMIT, config=CORE_ONLY)
     seen = await retained_after(bounded, checkpoints)
     kept = len(bounded.get_log())
     budget = per_entry * LOG_LIMIT
@@ -387,7 +390,7 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
 
 # -- profile ----------------------------------------------------------------------------------
 async def profile_pairs(n: int, top: int = 25) -> str:
-    runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0})
+    runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0}, config=CORE_ONLY)
     await clp_pairs(runtime, 1000)
     profiler = cProfile.Profile()
     profiler.enable()
