@@ -1,0 +1,122 @@
+"""A conformance suite for event stores; subclass :class:`EventStoreSuite` and implement
+``make_store``::
+
+    class TestMyStore(EventStoreSuite):
+        async def make_store(self):
+            return MyEventStore(...)
+
+``self.tmp_path`` is a fresh folder; ``self.aggregate`` a unique aggregate id per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..errors import ConflictError
+from ..events import Event, Snapshot, replay
+from ..log import GuardOutcome
+from ..state import Change
+
+
+def make_event(aggregate: str, seq: int, amount: int = 1, **extra: Any) -> Event:
+    return Event(
+        aggregate_id=aggregate, seq=seq, kind="commit", intent_name="add", payload={"amount": amount},
+        proposal_source="user", guard_outcomes=(GuardOutcome("positive", False),), transition="add",
+        diff=(Change("set", "count", seq * amount), Change("push", "log", [f"é{seq}"])),
+        timestamp=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC).isoformat(), **extra,
+    )
+
+
+class EventStoreSuite:
+    """Conformance tests every event store passes."""
+
+    tmp_path: Path
+    aggregate: str
+
+    async def make_store(self) -> Any:
+        raise NotImplementedError("subclasses return a fresh event store")
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[Any]:
+        self.tmp_path = tmp_path
+        self.aggregate = f"agg:{uuid.uuid4().hex}:/'; DROP TABLE x; --"
+        store = await self.make_store()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def test_append_and_read_in_order(self, store: Any) -> None:
+        for seq in range(1, 6):
+            await store.append(make_event(self.aggregate, seq), seq - 1)
+        events = await store.get_events(self.aggregate)
+        assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+        assert events[0] == make_event(self.aggregate, 1)
+        assert [e.seq for e in await store.get_events(self.aggregate, after=2)] == [3, 4, 5]
+        assert [e.seq for e in await store.get_events(self.aggregate, after=1, until=3)] == [2, 3]
+        assert await store.last_seq(self.aggregate) == 5
+
+    async def test_empty_stream(self, store: Any) -> None:
+        assert await store.get_events(self.aggregate) == []
+        assert await store.last_seq(self.aggregate) == 0
+        assert await store.load_snapshot(self.aggregate) is None
+
+    async def test_conflicting_appends(self, store: Any) -> None:
+        await store.append(make_event(self.aggregate, 1), 0)
+        with pytest.raises(ConflictError):
+            await store.append(make_event(self.aggregate, 1, amount=2), 0)
+        with pytest.raises(ConflictError):
+            await store.append(make_event(self.aggregate, 3), 2)
+        assert [e.payload["amount"] for e in await store.get_events(self.aggregate)] == [1]
+
+    async def test_concurrent_appenders_one_wins_each_slot(self, store: Any) -> None:
+        async def writer(n: int) -> int:
+            won = 0
+            for _ in range(20):
+                seq = await store.last_seq(self.aggregate)
+                try:
+                    await store.append(make_event(self.aggregate, seq + 1, amount=n), seq)
+                    won += 1
+                except ConflictError:
+                    await asyncio.sleep(0)
+            return won
+
+        wins = await asyncio.gather(*(writer(n) for n in range(1, 5)))
+        events = await store.get_events(self.aggregate)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert sum(wins) == len(events)
+
+    async def test_streams_are_separate(self, store: Any) -> None:
+        other = self.aggregate + ":other"
+        await store.append(make_event(self.aggregate, 1), 0)
+        await store.append(make_event(other, 1, amount=7), 0)
+        assert [e.payload["amount"] for e in await store.get_events(other)] == [7]
+        assert {self.aggregate, other} <= set(await store.aggregates())
+
+    async def test_snapshots_latest_and_as_of(self, store: Any) -> None:
+        for seq in range(1, 7):
+            await store.append(make_event(self.aggregate, seq), seq - 1)
+        await store.save_snapshot(self.aggregate, Snapshot(2, {"count": 2, "log": ["é1", "é2"]}, {"k": {"x": 1}}))
+        await store.save_snapshot(self.aggregate, Snapshot(4, {"count": 4, "log": ["é1", "é2", "é3", "é4"]}))
+        latest = await store.load_snapshot(self.aggregate)
+        assert latest is not None and latest.seq == 4
+        older = await store.load_snapshot(self.aggregate, 3)
+        assert older is not None and older.seq == 2 and older.idempotency == {"k": {"x": 1}}
+        assert await store.load_snapshot(self.aggregate, 1) is None
+        replayed = await replay(store, self.aggregate)
+        assert replayed.seq == 6 and replayed.state == {"count": 6, "log": [f"é{i}" for i in range(1, 7)]}
+        as_of = await replay(store, self.aggregate, until=3)
+        assert as_of.state == {"count": 3, "log": ["é1", "é2", "é3"]}
+
+    async def test_large_and_nested_events(self, store: Any) -> None:
+        big = make_event(self.aggregate, 1, data={"blob": "x" * 1_000_000, "nested": {"a": [1, {"b": None}]}})
+        await store.append(big, 0)
+        (read,) = await store.get_events(self.aggregate)
+        assert read.data == big.data
