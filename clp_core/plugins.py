@@ -189,11 +189,14 @@ class HookRunner:
             self.pm.register(plugin)
         for index, obj in reversed(list(enumerate(middleware))):
             self.pm.register(obj, name=f"middleware:{index}:{plugin_name(obj)}")
-        self._impls: dict[str, list[tuple[str, Any, tuple[str, ...]]]] = {}
+        # per hook: (plugin name, function, the argument names it takes, or None when it
+        # takes them all in the specification's order: then the call passes them positionally)
+        self._impls: dict[str, list[tuple[str, Any, tuple[str, ...] | None]]] = {}
         for hook in hookspecs.LIFECYCLE_HOOKS:
             caller = getattr(self.pm.hook, hook)
+            spec = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
             self._impls[hook] = [
-                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                (impl.plugin_name, impl.function, None if tuple(impl.argnames) == spec else tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
             ]
 
@@ -205,10 +208,11 @@ class HookRunner:
 
         A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
         """
+        args = tuple(kwargs.values())  # callers pass the arguments in specification order
         for plugin, function, argnames in self._impls[hook]:
             try:
-                result = function(*[kwargs[a] for a in argnames])
-                if inspect.isawaitable(result):
+                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
+                if result is not None and inspect.isawaitable(result):
                     await result
             except ClpError:
                 raise
@@ -218,10 +222,11 @@ class HookRunner:
     async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
         """Call every implementation; failures are collected, not raised."""
         errors: list[BaseException] = []
+        args = tuple(kwargs.values())
         for plugin, function, argnames in self._impls[hook]:
             try:
-                result = function(*[kwargs[a] for a in argnames])
-                if inspect.isawaitable(result):
+                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception as exc:
                 logger.exception("clp hook %s of %s failed", hook, plugin)
