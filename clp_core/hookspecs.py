@@ -26,6 +26,7 @@ LIFECYCLE_HOOKS = (
     "on_error",
     "on_close",
     "on_saga_event",
+    "on_log_entry",
 )
 
 
@@ -73,6 +74,12 @@ def on_error(error: BaseException, phase: str) -> None:
 def on_close() -> None:
     """The runtime is closing (``await runtime.close()`` or leaving ``async with``): flush
     queues, close connections. Failures are logged, never raised."""
+
+
+@hookspec
+def on_log_entry(entry: Any) -> None:
+    """An entry was added to the audit log (every phase, refusals and failures included);
+    called after the runtime's lock is released, in log order."""
 
 
 @hookspec

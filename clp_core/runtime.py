@@ -135,6 +135,8 @@ class Runtime:
         self._next_subscriber = 0
         self._lock = asyncio.Lock()
         self.hooks = HookRunner(active_plugins(self.config), list(middleware))
+        self._entry_hooks = self.hooks.has("on_log_entry")
+        self._unshipped: list[LogEntry] = []  # entries logged, not yet given to on_log_entry
 
     # -- context management ------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -246,8 +248,9 @@ class Runtime:
     async def _saga_event(self, event: Event) -> None:
         detail = {"saga": event.data.get("saga"), "saga_id": event.aggregate_id.rsplit(":", 1)[-1],
                   "kind": event.kind, "step": event.data.get("step")}
-        self._log.append(LogEntry(intent_name=None, intent_payload=None, phase="saga",
+        self._record(LogEntry(intent_name=None, intent_payload=None, phase="saga",
                                   error=event.data.get("error"), detail=detail))
+        await self._flush()
         await self._after("on_saga_event", event=event)
 
     def _require_event_store(self, what: str) -> Any:
@@ -298,7 +301,7 @@ class Runtime:
             await self._report(exc, "dispatch")
             raise
         finally:
-            await self._report_validation()
+            await self._flush()
         await self._after("after_dispatch", intent=intent, entry=entry)
         return intent
 
@@ -319,7 +322,7 @@ class Runtime:
             await self._report(exc, "propose")
             raise
         finally:
-            await self._report_validation()
+            await self._flush()
         await self._after("after_propose", intent=intent, proposal=proposal)
         return plain(proposal.values)  # type: ignore[no-any-return]
 
@@ -336,14 +339,14 @@ class Runtime:
                 payload = self._validate(compiled, merged, f"accepted payload of {name}", complete=complete)
                 intent = attrs.evolve(self._make_intent(compiled, payload), source=staged.source)
                 self._intent, self._staged = intent, None
-                self._log.append(self._entry(intent, "accept", accepted_proposal=staged.values,
+                self._record(self._entry(intent, "accept", accepted_proposal=staged.values,
                                              proposal_source=staged.source))
                 return intent
         except ClpError as exc:
             await self._report(exc, "accept")
             raise
         finally:
-            await self._report_validation()
+            await self._flush()
 
     async def reject_proposal(self, name: str) -> Intent:
         """Discard the staged proposal (logged); the intent stays current."""
@@ -353,12 +356,14 @@ class Runtime:
                 staged = self._check_staged(name, "reject")
                 assert self._intent is not None
                 self._staged = None
-                self._log.append(self._entry(self._intent, "reject", staged_proposal=staged.values,
+                self._record(self._entry(self._intent, "reject", staged_proposal=staged.values,
                                              proposal_source=staged.source))
                 return self._intent
         except ClpError as exc:
             await self._report(exc, "reject")
             raise
+        finally:
+            await self._flush()
 
     async def commit(self, transition: str | None = None) -> LogEntry:
         """Run guards, pick the transition, apply its effects, persist; returns the entry."""
@@ -371,7 +376,7 @@ class Runtime:
             await self._finish_failed_commit(exc, outcome)
             raise
         finally:
-            await self._report_validation()
+            await self._flush()
         await self._finish_commit(entry, outcome)
         return entry
 
@@ -387,14 +392,14 @@ class Runtime:
                 dispatched = await self._dispatch(name, payload)
                 entry = await self._commit(transition, outcome)
         except ClpError as exc:
-            await self._report_validation()
+            await self._flush()
             if dispatched is None:
                 await self._report(exc, "dispatch")
                 raise
             await self._after("after_dispatch", intent=dispatched[0], entry=dispatched[1])
             await self._finish_failed_commit(exc, outcome)
             raise
-        await self._report_validation()
+        await self._flush()
         await self._after("after_dispatch", intent=dispatched[0], entry=dispatched[1])
         await self._finish_commit(entry, outcome)
         return entry
@@ -462,7 +467,7 @@ class Runtime:
         await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
         entry = self._entry(intent, "dispatch")
-        self._log.append(entry)
+        self._record(entry)
         return intent, entry
 
     async def _ask_provider(self, intent: Intent) -> Proposal:
@@ -483,7 +488,7 @@ class Runtime:
                 raise ProposalError(f"Proposal tries to override required field: {key}")
         proposal = Proposal(self._validate(compiled, result, f"proposal for {intent.name}"), "ai")
         self._staged = proposal
-        self._log.append(self._entry(intent, "propose", staged_proposal=proposal.values, proposal_source="ai"))
+        self._record(self._entry(intent, "propose", staged_proposal=proposal.values, proposal_source="ai"))
         return proposal
 
     def _check_staged(self, name: str, action: str) -> Proposal:
@@ -514,7 +519,7 @@ class Runtime:
                     await self._load()
             raise AssertionError("unreachable")  # pragma: no cover
         except ClpError as exc:
-            self._log.append(self._entry(
+            self._record(self._entry(
                 intent, "commit",
                 guard_outcomes=tuple(outcome.guard_outcomes),
                 transition_attempted=outcome.transition,
@@ -569,7 +574,7 @@ class Runtime:
         if self.event_store is not None and self._seq % self.snapshot_every == 0:
             await self._snapshot()
         self._intent = self._staged = None
-        self._log.append(entry)
+        self._record(entry)
         outcome.changed = changed_paths(writer.changes)
         return entry
 
@@ -590,7 +595,7 @@ class Runtime:
                 recorded = entry_from_dict(self._idempotency[key])
                 entry = attrs.evolve(recorded, replay=True, timestamp=LogEntry(None, None, "commit").timestamp)
                 self._intent = self._staged = None
-                self._log.append(entry)
+                self._record(entry)
                 return entry
         return None
 
@@ -758,9 +763,17 @@ class Runtime:
             for error in await self.hooks.call_quietly(hook, **kwargs):
                 await self._report(error, hook)
 
-    async def _report_validation(self) -> None:
-        """Give the logged failures of a lenient validation to on_error, with their phase."""
+    def _record(self, entry: LogEntry) -> None:
+        self._log.append(entry)
+        if self._entry_hooks:
+            self._unshipped.append(entry)
+
+    async def _flush(self) -> None:
+        """After the lock: give new log entries to ``on_log_entry`` and the logged failures
+        of a lenient validation to ``on_error``."""
         self._lenient.clear()  # failures of a call that logged nothing are dropped with it
+        while self._unshipped:
+            await self._after("on_log_entry", entry=self._unshipped.pop(0))
         while self._unreported:
             await self._report(*self._unreported.pop(0))
 

@@ -21,7 +21,7 @@ MARK = "# runnable"
 
 def runnable_blocks() -> list[tuple[str, str]]:
     blocks = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text(encoding="utf-8")
         for match in FENCE.finditer(text):
             code = match.group(1)
@@ -41,9 +41,9 @@ def test_pages_exist_and_have_examples():
 
 
 def test_links_between_pages_resolve():
-    for page in DOCS.glob("*.md"):
+    for page in DOCS.rglob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
-            assert (DOCS / target).is_file(), f"{page.name} links to missing {target}"
+            assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
 
 
 @pytest.mark.parametrize("code", [c for _, c in BLOCKS], ids=[i for i, _ in BLOCKS])

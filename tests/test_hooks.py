@@ -160,3 +160,27 @@ async def test_middleware_applies_to_its_runtime_only() -> None:
     assert calls == []
     await with_mw.execute("increment", {})
     assert calls
+
+
+async def test_on_log_entry_sees_every_entry_in_order() -> None:
+    shipped: list[clp.LogEntry] = []
+
+    class Shipper:
+        async def on_log_entry(self, entry: clp.LogEntry) -> None:
+            shipped.append(entry)
+
+    rt = clp.create_runtime(contract(), lambda intent: {"amount": 3}, middleware=[Shipper()])
+    await rt.dispatch("increment", {})
+    await rt.propose("increment")
+    await rt.reject_proposal("increment")
+    await rt.propose("increment")
+    await rt.accept_proposal("increment")
+    await rt.commit()
+    with pytest.raises(clp.errors.GuardDeniedError):
+        await rt.execute("increment", {"amount": -1})
+    with pytest.raises(clp.errors.NoIntentError):
+        await clp.create_runtime(contract(), middleware=[Shipper()]).commit()
+    assert shipped[:-1] == rt.get_log()
+    assert [e.phase for e in shipped] == ["dispatch", "propose", "reject", "propose", "accept", "commit",
+                                          "dispatch", "commit", "commit"]
+    assert shipped[-1].error == "No intent to commit"

@@ -85,6 +85,7 @@ def _hook_functions(callback: Callable[[str, dict[str, Any]], Any]) -> dict[str,
         "on_error": lambda error, phase: callback("on_error", {"error": error, "phase": phase}),
         "on_close": lambda: callback("on_close", {}),
         "on_saga_event": lambda event: callback("on_saga_event", {"event": event}),
+        "on_log_entry": lambda entry: callback("on_log_entry", {"entry": entry}),
     }
 
 
@@ -164,7 +165,10 @@ class PluginSuite:
 
     async def test_hooks_called_in_order_with_documented_arguments(self) -> None:
         run = await run_reference_lifecycle(self.make_plugin())
-        order = [c.hook for c in run.calls if c.hook != "on_error" or c.kwargs["phase"] == "commit"]
+        order = [c.hook for c in run.calls if c.hook not in ("on_log_entry", "on_error")
+                 or (c.hook == "on_error" and c.kwargs["phase"] == "commit")]
+        entries = [c.kwargs["entry"] for c in run.calls if c.hook == "on_log_entry"]
+        assert entries == run.runtime.get_log(), "on_log_entry did not see every log entry in order"
         assert order == list(REFERENCE_ORDER), "the runtime called hooks out of the documented order"
         assert [c.hook for c in run.received] == [c.hook for c in run.calls if c.hook in run.implemented]
         for call in run.received:
