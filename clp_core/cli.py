@@ -11,7 +11,9 @@ import sys
 from typing import Any
 
 from .demo import DEFAULT_DIRECTORY, DemoRun, run_demo
+from .events import event_to_dict
 from .log import LogEntry
+from .state import plain
 
 INSTALL_HINT = "The clp command needs typer and rich: install clp-core[cli]  (pip install 'clp-core[cli]')"
 
@@ -19,7 +21,7 @@ INSTALL_HINT = "The clp command needs typer and rich: install clp-core[cli]  (pi
 def _short(value: Any) -> str:
     if value is None:
         return ""
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(plain(value), default=str, ensure_ascii=False, separators=(", ", ": "))
 
 
 def _row(entry: LogEntry) -> list[str]:
@@ -106,8 +108,66 @@ def build_app() -> Any:
                           "yes" if row["enabled"] else "no", why, ", ".join(row["hooks"]))
         Console(width=160).print(table)
 
+    @app.command()
+    def history(
+        url: str = typer.Argument(..., help="Event store URL, e.g. sqlite:///app.db"),
+        key: str = typer.Argument(..., help="The aggregate (storage key)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON Lines for machines."),
+    ) -> None:
+        """Print an aggregate's event stream as a table."""
+        events = _run_with_store(url, lambda store: store.get_events(key))
+        if as_json:
+            for event in events:
+                typer.echo(json.dumps(event_to_dict(event), ensure_ascii=False, default=str))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{key}: {len(events)} events", show_lines=True)
+        for column in ("seq", "time", "intent", "payload", "source", "guards", "transition", "diff"):
+            table.add_column(column, overflow="fold")
+        for event in events:
+            guards = " ".join(f"{g.name}:{'DENIED' if g.denied else 'ok'}" for g in event.guard_outcomes)
+            diff = ", ".join(f"{c.op} {c.path}" + ("" if c.op == "unset" else f" = {_short(c.value)}")
+                             for c in event.diff)
+            table.add_row(str(event.seq), event.timestamp[:23], event.intent_name or event.kind,
+                          _short(dict(event.payload)), event.proposal_source or "", guards, event.transition or "",
+                          diff)
+        Console(width=160).print(table)
+
+    @app.command()
+    def state(
+        url: str = typer.Argument(..., help="Event store URL, e.g. sqlite:///app.db"),
+        key: str = typer.Argument(..., help="The aggregate (storage key)."),
+        at: int | None = typer.Option(None, "--at", help="Sequence number (default: the latest)."),
+    ) -> None:
+        """Print the state of an aggregate as of a sequence number, as JSON."""
+        from .events import replay
+
+        async def read(store: Any) -> Any:
+            last = await store.last_seq(key)
+            if at is not None and not 0 <= at <= last:
+                raise typer.BadParameter(f"no event {at} in {key!r} (it has events 1 to {last})", param_hint="--at")
+            return await replay(store, key, until=at)
+
+        replayed = _run_with_store(url, read)
+        typer.echo(json.dumps(replayed.state, indent=2, ensure_ascii=False, default=str))
+
     registration_manager().hook.register_commands(cli=app)
     return app
+
+
+def _run_with_store(url: str, action: Any) -> Any:
+    """Open the event store at ``url``, run ``await action(store)``, close it."""
+    from .events import resolve_event_store
+
+    async def run() -> Any:
+        store = resolve_event_store(url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def plugin_rows() -> list[dict[str, Any]]:

@@ -91,6 +91,11 @@ def register_upcaster(from_version: int, upcaster: Upcaster) -> None:
     _upcasters[from_version] = upcaster
 
 
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-ready dict of an event (cattrs); dates stay date objects."""
+    return _converter.unstructure(event)  # type: ignore[no-any-return]
+
+
 def event_to_json(event: Event) -> str:
     return codec.encode(_converter.unstructure(event))
 

@@ -130,3 +130,48 @@ def test_plugins_lists_discovered_plugins_as_json_and_table(monkeypatch):
     finally:
         monkeypatch.delenv("CLP_DISABLE_PLUGINS")
         plugins.process_config(refresh=True)
+
+
+def _history_store(tmp_path):
+    import asyncio
+
+    import clp_core as clp
+
+    contract = clp.create_contract(
+        intents={"add": {"inputs": {"n": "number"}}},
+        transitions={"t": {"effects": lambda ctx: {"count": (ctx.state.get("count") or 0) + ctx.intent.payload["n"],
+                                                   "log": clp.ops.push(ctx.intent.payload["n"])}}},
+    )
+    url = f"sqlite:///{tmp_path}/events.db"
+
+    async def fill():
+        async with clp.create_runtime(contract, storage_key="acct", event_store=url) as rt:
+            for n in (1, 2, 3):
+                await rt.execute("add", {"n": n})
+
+    asyncio.run(fill())
+    return url
+
+
+def test_history_prints_the_event_stream(tmp_path):
+    import json
+
+    url = _history_store(tmp_path)
+    table = CliRunner().invoke(build_app(), ["history", url, "acct"])
+    assert table.exit_code == 0, table.output
+    assert "acct: 3 events" in table.output and "push log = [3]" in table.output
+    lines = CliRunner().invoke(build_app(), ["history", url, "acct", "--json"]).output.splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+
+
+def test_state_at_a_point_in_time(tmp_path):
+    import json
+
+    url = _history_store(tmp_path)
+    result = CliRunner().invoke(build_app(), ["state", url, "acct", "--at", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"count": 3, "log": [1, 2]}
+    latest = CliRunner().invoke(build_app(), ["state", url, "acct"])
+    assert json.loads(latest.output) == {"count": 6, "log": [1, 2, 3]}
+    bad = CliRunner().invoke(build_app(), ["state", url, "acct", "--at", "9"])
+    assert bad.exit_code != 0 and "no event 9" in bad.output
