@@ -137,6 +137,7 @@ class Runtime:
         self.hooks = HookRunner(active_plugins(self.config), list(middleware))
         self._entry_hooks = self.hooks.has("on_log_entry")
         self._unshipped: list[LogEntry] = []  # entries logged, not yet given to on_log_entry
+        self._flushing = False
 
     # -- context management ------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -770,12 +771,23 @@ class Runtime:
 
     async def _flush(self) -> None:
         """After the lock: give new log entries to ``on_log_entry`` and the logged failures
-        of a lenient validation to ``on_error``."""
+        of a lenient validation to ``on_error``.
+
+        One flush at a time ships everything, so entries arrive in log order even when a hook
+        awaits; a call made from inside a hook leaves its entries to the flush under way.
+        """
         self._lenient.clear()  # failures of a call that logged nothing are dropped with it
-        while self._unshipped:
-            await self._after("on_log_entry", entry=self._unshipped.pop(0))
-        while self._unreported:
-            await self._report(*self._unreported.pop(0))
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._unshipped or self._unreported:
+                while self._unshipped:
+                    await self._after("on_log_entry", entry=self._unshipped.pop(0))
+                while self._unreported:
+                    await self._report(*self._unreported.pop(0))
+        finally:
+            self._flushing = False
 
     async def _report(self, error: BaseException, phase: str) -> None:
         if isinstance(error, StorageError):

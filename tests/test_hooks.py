@@ -184,3 +184,22 @@ async def test_on_log_entry_sees_every_entry_in_order() -> None:
     assert [e.phase for e in shipped] == ["dispatch", "propose", "reject", "propose", "accept", "commit",
                                           "dispatch", "commit", "commit"]
     assert shipped[-1].error == "No intent to commit"
+
+
+async def test_on_log_entry_keeps_log_order_when_hooks_await_under_concurrency() -> None:
+    import asyncio
+
+    shipped: list[clp.LogEntry] = []
+
+    class Slow:
+        async def on_log_entry(self, entry: clp.LogEntry) -> None:
+            await asyncio.sleep(0.001)
+
+    class Shipper:
+        def on_log_entry(self, entry: clp.LogEntry) -> None:
+            shipped.append(entry)
+
+    rt = clp.create_runtime(contract(), middleware=[Slow(), Shipper()])
+    await asyncio.gather(*(rt.execute("increment", {}) for _ in range(30)))
+    await asyncio.sleep(0.2)
+    assert shipped == rt.get_log()

@@ -1,0 +1,80 @@
+"""clp-audit: ship CLP log entries to a rotating JSON Lines file, ``logging`` or structlog.
+
+Every entry a runtime appends to its log (dispatch, propose, accept, reject, commit, denials,
+failures, saga progress) reaches the ``on_log_entry`` hook in log order and is shipped as
+:func:`clp_core.log.entry_to_dict` of it (proposal source, guard outcomes, state diff, error);
+:func:`clp_core.log.entry_from_dict` reads a record back. As middleware::
+
+    audit = AuditPlugin("audit.jsonl", max_bytes=10_000_000, backup_count=5)
+    runtime = clp.create_runtime(contract, middleware=[audit], config={"disable": ["clp-audit"]})
+
+As the ``clp-audit`` entry-point plugin (on by default once installed), options come from
+``[tool.clp.plugins.clp-audit]``, ``clp.toml`` or ``create_runtime(config=...)``: ``path``,
+``max_bytes``, ``backup_count``, ``logger``, ``level``, ``structlog``, ``fsync``. With no
+``path`` and no ``logger``, records go to the ``clp.audit`` logger at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from clp_core.errors import ConfigError
+
+from ._plugin import DEFAULT_LOGGER, AuditPlugin
+from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
+
+__version__ = "0.2.0"
+__all__ = ["DEFAULT_LOGGER", "AuditPlugin", "JsonlFileSink", "LoggingSink", "Sink", "StructlogSink",
+           "configure", "encode"]
+
+name = "clp-audit"
+enabled_by_default = True
+
+OPTIONS = frozenset({"path", "max_bytes", "backup_count", "logger", "level", "structlog", "fsync"})
+
+
+def _count(options: Mapping[str, Any], key: str, default: int) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"clp-audit: {key} must be a non-negative integer")
+    return value
+
+
+def _flag(options: Mapping[str, Any], key: str) -> bool:
+    value = options.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"clp-audit: {key} must be true or false")
+    return value
+
+
+def configure(options: Mapping[str, Any]) -> AuditPlugin:
+    """A plugin for one runtime from its ``clp-audit`` options (``logger = false``: no logger)."""
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise ConfigError(f"clp-audit: unknown options {sorted(unknown)} (expected {sorted(OPTIONS)})")
+    path = options.get("path")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ConfigError("clp-audit: path must be a file path")
+    kwargs: dict[str, Any] = {}
+    if "logger" in options:
+        logger = options["logger"]
+        if logger is not False and logger is not None and not isinstance(logger, str):
+            raise ConfigError("clp-audit: logger must be a logger name, or false")
+        kwargs["logger"] = logger or None
+    level = options.get("level", logging.INFO)
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise ConfigError(f"clp-audit: unknown level {options.get('level')!r}")
+    return AuditPlugin(
+        path,
+        max_bytes=_count(options, "max_bytes", 0),
+        backup_count=_count(options, "backup_count", 5),
+        level=level,
+        structlog=_flag(options, "structlog"),
+        fsync=_flag(options, "fsync"),
+        **kwargs,
+    )

@@ -1,0 +1,74 @@
+"""clp-audit as an installed plugin: discovery, configuration by name, toggling, its docs page."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import clp_audit
+import pytest
+
+import clp_core as clp
+from clp_core.config import PluginConfig
+from clp_core.plugins import plugin_statuses
+from clp_core.testing.plugins import reference_contract
+
+DOCS = pathlib.Path(__file__).resolve().parents[3] / "docs" / "plugins" / "audit.md"
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def test_the_plugin_is_discovered_through_its_entry_point() -> None:
+    status = {s.name: s for s in plugin_statuses(PluginConfig())}["clp-audit"]
+    assert (status.distribution, status.version) == ("clp-audit", clp_audit.__version__)
+    assert status.enabled and status.reason == "enabled by default"
+    assert isinstance(status.instance, clp_audit.AuditPlugin)
+    assert status.hooks == ["on_close", "on_log_entry"]  # it ships the log's own entries, nothing else
+
+
+@pytest.mark.parametrize("options, problem", [
+    ({"max_bytes": -1}, "max_bytes"),
+    ({"backup_count": "3"}, "backup_count"),
+    ({"level": "LOUD"}, "level"),
+    ({"logger": 3}, "logger"),
+    ({"rotate": True}, "unknown options"),
+])
+def test_bad_options_disable_it_with_a_reason(options: dict[str, object], problem: str) -> None:
+    config = PluginConfig().merged({"plugins": {"clp-audit": options}}, "test")
+    status = {s.name: s for s in plugin_statuses(config)}["clp-audit"]
+    assert not status.enabled and status.reason == "failed to configure"
+    assert problem in (status.error or "")
+
+
+async def test_configured_by_name(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    options = {"path": str(path), "max_bytes": 10_000, "backup_count": 2, "logger": False}
+    runtime = clp.create_runtime(reference_contract(), config={"plugins": {"clp-audit": options}})
+    [plugin] = [p for p in runtime.hooks.pm.get_plugins() if isinstance(p, clp_audit.AuditPlugin)]
+    assert [type(s).__name__ for s in plugin.sinks] == ["JsonlFileSink"]
+    await runtime.execute("increment", {"amount": 1})
+    await runtime.close()
+    assert [json.loads(line)["phase"] for line in path.read_text().splitlines()] == ["dispatch", "commit"]
+
+
+async def test_disabling_it_by_config_turns_it_off(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    runtime = clp.create_runtime(reference_contract(), config={
+        "disable": ["clp-audit"], "plugins": {"clp-audit": {"path": str(path)}}})
+    assert not any(isinstance(p, clp_audit.AuditPlugin) for p in runtime.hooks.pm.get_plugins())
+    await runtime.execute("increment", {"amount": 1})
+    assert not path.exists()
+
+
+@pytest.mark.skipif(not DOCS.is_file(), reason="docs/ is not beside this checkout")
+def test_the_docs_example_runs(tmp_path: pathlib.Path) -> None:
+    blocks = [m.group(1) for m in FENCE.finditer(DOCS.read_text(encoding="utf-8"))
+              if m.group(1).lstrip("\n").startswith("# runnable")]
+    assert blocks, "docs/plugins/audit.md has no runnable example"
+    for code in blocks:
+        script = tmp_path / "example.py"
+        script.write_text(code, encoding="utf-8")
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
