@@ -153,12 +153,13 @@ class Runtime:
             await self._ensure_hydrated()
 
     async def close(self) -> None:
-        """Let plugins flush (``on_close``), then close the storage adapter."""
+        """Let plugins flush (``on_close``), then close the storage adapter and event store."""
         if self.hooks.has("on_close"):
             await self.hooks.call_quietly("on_close")
-        close = getattr(self.storage, "close", None)
-        if close is not None:
-            await close()
+        for resource in (self.storage, self.event_store):
+            close = getattr(resource, "close", None)
+            if close is not None:
+                await close()
 
     async def _ensure_hydrated(self) -> None:
         if not self._hydrated:

@@ -171,3 +171,15 @@ def test_replay_always_equals_live_state(script: list[tuple[str, Any]], snapshot
         assert fresh.get_state() == rt.get_state()
 
     asyncio.run(run())
+
+
+async def test_closing_the_runtime_closes_its_event_store() -> None:
+    closed: list[str] = []
+
+    class Store(MemoryEventStore):
+        async def close(self) -> None:
+            closed.append("events")
+
+    async with clp.create_runtime(contract(), event_store=Store()) as rt:
+        await rt.execute("add", {"amount": 1})
+    assert closed == ["events"]
