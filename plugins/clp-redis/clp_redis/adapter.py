@@ -1,0 +1,170 @@
+"""``RedisAdapter``: CLP documents in Redis hashes, with compare-and-set saves in one round trip.
+
+Each key is one hash, ``<prefix><key>``, with fields
+
+* ``d``: the document in clp-core's JSON envelope (``{"format": "clp/1", "data": ...}``);
+* ``v``: the version, an integer that every save increments (1 after the first save);
+* ``t``: a random token naming the save that wrote the current version.
+
+A versioned save is one ``EVALSHA`` of :data:`SAVE_VERSIONED`: the script compares ``v`` with
+the expected version and writes ``d``, ``v`` and ``t`` only if they match, so two processes
+sharing a key never lose an update. The token makes the save idempotent: when a reply is
+lost (the connection dropped after Redis wrote) and the client resends the command, the
+script recognises its own write and reports success instead of a conflict, so a commit is
+never applied twice. A load is one ``HMGET``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from clp_core.errors import ConfigError, ConflictError, CorruptStateError
+from clp_core.storage import codec
+
+from ._client import DEFAULT_URL, call, close_client, describe, encode_key, make_client, split_url
+
+Document = dict[str, Any]
+
+#: KEYS[1] the hash; ARGV: expected version, envelope, token, TTL in ms ("" = none).
+#: Returns {1, new version} or {0, current version} (a conflict).
+SAVE_VERSIONED = """
+local cur = redis.call('HMGET', KEYS[1], 'v', 't')
+local version = 0
+if cur[1] then
+  version = tonumber(cur[1])
+  if not version then return redis.error_reply('CLP_CORRUPT stored version is not a number') end
+end
+local expected = tonumber(ARGV[1])
+if version ~= expected then
+  if version == expected + 1 and cur[2] == ARGV[3] then return {1, version} end
+  return {0, version}
+end
+local new = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 't', ARGV[3])
+if ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
+return {1, new}
+"""
+
+#: KEYS[1] the hash; ARGV: envelope, token, TTL in ms ("" = none). Returns the new version.
+#: An unreadable version is replaced (a plain save overwrites whatever was there); a key of
+#: another type is left alone (WRONGTYPE): it is not ours to clobber.
+SAVE = """
+local cur = redis.call('HMGET', KEYS[1], 'v', 't')
+if cur[2] == ARGV[2] then return tonumber(cur[1]) end
+local version = tonumber(cur[1]) or 0
+redis.call('HSET', KEYS[1], 'v', version + 1, 'd', ARGV[1], 't', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
+return version + 1
+"""
+
+
+def _ttl_ms(ttl: float | None) -> str:
+    if ttl is None:
+        return ""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
+        raise ConfigError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
+    return str(max(1, math.ceil(ttl * 1000)))
+
+
+class RedisAdapter:
+    """CLP storage in Redis (``redis.asyncio``, a connection pool per adapter).
+
+    ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; its query may also
+    set ``prefix`` and ``ttl``, and any redis-py connection option (``socket_timeout=2``).
+    Keys are stored as ``prefix + key``, so any string is a valid key. With ``ttl``
+    (seconds) every save (re)sets the key's expiry; without it saved keys never expire.
+
+    Pass ``client`` to share a ``redis.asyncio.Redis`` you own (created with
+    ``decode_responses=False``); the adapter then does not close it. Other keyword
+    arguments go to ``redis.asyncio.from_url``.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        prefix: str | None = None,
+        ttl: float | None = None,
+        client: aioredis.Redis | None = None,
+        **client_options: Any,
+    ) -> None:
+        url, from_url = split_url(url, ("prefix", "ttl"))
+        if prefix is None:
+            prefix = from_url.get("prefix", "clp:")
+        if ttl is None and from_url.get("ttl"):
+            try:
+                ttl = float(from_url["ttl"])
+            except ValueError:
+                raise ConfigError(f"ttl in the Redis URL must be a number of seconds, not {from_url['ttl']!r}")
+        if not isinstance(prefix, str):
+            raise ConfigError("prefix must be a string")
+        self.prefix = prefix
+        self.ttl = ttl
+        self._ttl_ms = _ttl_ms(ttl)
+        self._owns_client = client is None
+        self.client: aioredis.Redis = client if client is not None else make_client(url, client_options)
+        self._where = describe(self.client)
+        self._save_versioned = self.client.register_script(SAVE_VERSIONED)
+        self._save = self.client.register_script(SAVE)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisAdapter({self._where!r}, prefix={self.prefix!r}, ttl={self.ttl!r})"
+
+    def redis_key(self, key: str) -> bytes:
+        """The Redis key that holds ``key``'s document."""
+        return encode_key(self.prefix + key)
+
+    async def _call(self, awaitable: Any, what: str, key: str) -> Any:
+        return await call(awaitable, backend=self.name, where=self._where, what=what, key=key)
+
+    # -- StorageAdapter ----------------------------------------------------------------
+    async def load(self, key: str) -> Document | None:
+        return (await self.load_versioned(key))[0]
+
+    async def save(self, key: str, document: Document) -> None:
+        encoded = codec.encode(document).encode("utf-8")
+        token = uuid.uuid4().hex
+        await self._call(self._save(keys=[self.redis_key(key)], args=[encoded, token, self._ttl_ms]), "save", key)
+
+    async def delete(self, key: str) -> None:
+        await self._call(self.client.delete(self.redis_key(key)), "delete", key)
+
+    async def close(self) -> None:
+        """Close the connection pool (unless the client was passed in). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await close_client(self.client)
+
+    # -- VersionedStorage --------------------------------------------------------------
+    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        version, data = await self._call(self.client.hmget(self.redis_key(key), ["v", "d"]), "load", key)
+        if version is None and data is None:
+            return None, 0
+        if version is None or data is None:
+            raise CorruptStateError(f"stored value for key {key!r} lacks its {'version' if data else 'data'}",
+                                    backend=self.name)
+        try:
+            number = int(version)
+        except ValueError:
+            raise CorruptStateError(f"stored version of key {key!r} is not a number: {version[:40]!r}",
+                                    backend=self.name) from None
+        return codec.decode(data, backend=self.name, key=key), number
+
+    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        encoded = codec.encode(document).encode("utf-8")
+        token = uuid.uuid4().hex
+        script = self._save_versioned(
+            keys=[self.redis_key(key)], args=[int(expected_version), encoded, token, self._ttl_ms])
+        ok, version = await self._call(script, "versioned save", key)
+        if not ok:
+            raise ConflictError(f"key {key!r} is at version {version}, not {expected_version}", backend=self.name)
+        return int(version)
