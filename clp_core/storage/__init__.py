@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import StorageError
 from .base import Document, StorageAdapter, VersionedStorage
 from .filesystem import FileSystemAdapter
+from .localstorage import LocalStorageAdapter
 from .memory import MemoryAdapter
 from .sqlite import SQLiteAdapter
 
@@ -19,7 +20,6 @@ KNOWN_SCHEMES = {
     "postgres": "clp-postgres",
     "mongodb": "clp-mongo",
     "mongodb+srv": "clp-mongo",
-    "localstorage": "clp-core (under Pyodide)",
 }
 
 
@@ -54,6 +54,6 @@ def resolve_storage(storage: Any) -> Any:
 
 
 __all__ = [
-    "Document", "StorageAdapter", "VersionedStorage", "MemoryAdapter", "FileSystemAdapter",
+    "Document", "StorageAdapter", "VersionedStorage", "MemoryAdapter", "FileSystemAdapter", "LocalStorageAdapter",
     "SQLiteAdapter", "resolve_storage", "storage_schemes",
 ]

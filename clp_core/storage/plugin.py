@@ -1,4 +1,5 @@
-"""The built-in storage plugin: ``memory://``, ``file:///dir`` and ``sqlite:///path.db``."""
+"""The built-in storage plugin: ``memory://``, ``file:///dir``, ``sqlite:///path.db`` and, under
+Pyodide, ``localstorage://``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from .filesystem import FileSystemAdapter
+from .localstorage import LocalStorageAdapter
 from .memory import MemoryAdapter
 from .sqlite import SQLiteAdapter
 
@@ -41,4 +43,5 @@ def register_storage() -> dict[str, Any]:
         "memory": lambda url: MemoryAdapter(),
         "file": lambda url: FileSystemAdapter(_path(url)),
         "sqlite": lambda url: SQLiteAdapter(sqlite_path(url)),
+        "localstorage": LocalStorageAdapter.from_url,
     }
