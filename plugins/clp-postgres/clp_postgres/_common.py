@@ -1,0 +1,239 @@
+"""What the adapter and the event store share: identifiers, DSNs, jsonb text, the pool, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import re
+import urllib.parse
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from clp_core.errors import ClpError, ConfigError, StorageError
+
+T = TypeVar("T")
+
+BACKEND = "postgresql"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+# A plain PostgreSQL identifier: letters, digits and underscores, not starting with a digit,
+# at most 63 bytes (NAMEDATALEN - 1). Anything else is refused, never escaped.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class InvalidIdentifierError(ConfigError, ValueError):
+    """A table or schema name that is not a plain identifier (``x; DROP TABLE y``)."""
+
+
+def check_identifier(name: Any, what: str = "identifier") -> str:
+    """``name`` if it is a plain identifier; :class:`InvalidIdentifierError` otherwise."""
+    if not isinstance(name, str) or _IDENTIFIER.fullmatch(name) is None:
+        raise InvalidIdentifierError(
+            f"{what} {name!r} is not a plain identifier (letters, digits and _, not starting with a "
+            "digit, at most 63 characters)"
+        )
+    return name
+
+
+def qualified(schema: str, table: str) -> str:
+    """``"schema"."table"``, both already checked by :func:`check_identifier`."""
+    return f'"{schema}"."{table}"'
+
+
+def lock_key(*names: str) -> int:
+    """A stable advisory-lock key (a signed 32-bit int) for DDL on ``names``."""
+    return zlib.crc32(b"clp-postgres:" + ".".join(names).encode()) - 2**31
+
+
+# -- DSNs ------------------------------------------------------------------------------------
+
+#: Query parameters of a storage URL that are ours, not asyncpg's (asyncpg would send unknown
+#: ones to the server as settings).
+URL_OPTIONS = ("table", "schema", "min_size", "max_size")
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The DSN for asyncpg and our options (``?table=...&schema=...``) taken out of it."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in URL_OPTIONS}
+    rest = [(k, v) for k, v in query if k not in URL_OPTIONS]
+    dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
+    return dsn, ours
+
+
+def url_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name in ("table", "schema"):
+        if name in options:
+            kwargs[name] = options[name]
+    for name in ("min_size", "max_size"):
+        if name in options:
+            try:
+                kwargs[name] = int(options[name])
+            except ValueError:
+                raise ConfigError(f"{name}={options[name]!r} in the URL is not an integer") from None
+    return kwargs
+
+
+def describe(dsn: str) -> str:
+    """``host:port/db`` of a DSN, without user or password (for messages)."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "postgresql"
+    database = parts.path.lstrip("/") or "?"
+    return f"{host}:{port}/{database}"
+
+
+# -- jsonb -------------------------------------------------------------------------------
+
+# jsonb keeps the JSON structure but not every text: it refuses \u0000 in strings, and it
+# stores numbers as numeric, so a float written 1e+16 comes back 10000000000000000 (an int)
+# and -0.0 comes back 0.0. Documents whose text has any of these (or something that looks
+# like them inside a string: harmless) are stored as one jsonb *string* holding the exact
+# envelope text instead; every other document is stored as a jsonb object, queryable in SQL.
+_NUMBER_DRIFT = re.compile(r"[0-9]e\+|(?<![0-9.])-0\.0(?![0-9])")
+
+
+def to_jsonb(text: str) -> str:
+    """The jsonb input for an envelope text (itself, or the JSON string that holds it)."""
+    if "\\u0000" in text or (("e+" in text or "-0.0" in text) and _NUMBER_DRIFT.search(text)):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def from_jsonb(text: str) -> str:
+    """The envelope text of a stored jsonb value (``to_jsonb`` undone)."""
+    if text[:1] == '"':
+        try:
+            inner = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(inner, str):
+            return inner
+    return text
+
+
+# -- pools and errors --------------------------------------------------------------------
+
+
+async def _reset_connection(connection: Any) -> None:
+    """Pool reset for connections only this plugin uses: it never LISTENs, SETs, locks at
+    session level or leaves cursors, so releasing costs no round trip (asyncpg's default
+    reset sends ``RESET ALL; UNLISTEN *; ...`` on every release)."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+_POOL_TAKES_RESET = "reset" in inspect.signature(asyncpg.create_pool).parameters
+
+
+class PoolClient:
+    """A lazily created asyncpg pool (or one given), and calls through it whose failures
+    are :class:`StorageError` naming ``backend`` (``postgresql``...), never asyncpg exceptions."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        backend: str = BACKEND,
+        pool: Any = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 60.0,
+        pool_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ConfigError("dsn must be a postgresql:// URL")
+        sizes_ok = isinstance(min_size, int) and isinstance(max_size, int) and 0 <= min_size <= max_size
+        if not sizes_ok or max_size < 1:
+            raise ConfigError(f"min_size={min_size!r}, max_size={max_size!r}: need 0 <= min_size <= max_size, "
+                              "1 <= max_size")
+        self.dsn = dsn
+        self.backend = backend
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.pool_options = dict(pool_options or {})
+        self._pool: Any = pool
+        self._owns_pool = pool is None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self.where = describe(dsn)
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool, or ``None`` before first use (and after ``close()``)."""
+        return self._pool
+
+    async def _get_pool(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._owns_pool and self._pool_loop is not loop:
+            # created under another event loop (asyncio.run twice): it cannot be used here
+            pool, self._pool = self._pool, None
+            _terminate(pool)
+        if self._pool is not None:
+            return self._pool
+        if self._pool_lock is None or self._lock_loop is not loop:
+            self._pool_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._pool_lock:
+            if self._pool is None:
+                options: dict[str, Any] = {"timeout": self.connect_timeout, "command_timeout": self.command_timeout}
+                if _POOL_TAKES_RESET:
+                    options["reset"] = _reset_connection
+                options.update(self.pool_options)
+                pool = asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size, **options)
+                try:
+                    await pool
+                except BaseException:
+                    _terminate(pool)
+                    raise
+                self._pool, self._pool_loop = pool, loop
+        return self._pool
+
+    async def run(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``fn(connection)`` on a pooled connection; failures become :class:`StorageError`."""
+        try:
+            pool = await self._get_pool()
+            async with pool.acquire() as connection:
+                return await fn(connection)
+        except ClpError:
+            raise
+        except Exception as exc:
+            raise self.error(what, exc) from exc
+
+    def error(self, what: str, exc: BaseException) -> StorageError:
+        detail = str(exc) or type(exc).__name__
+        return StorageError(f"{what} at {self.where} failed: {type(exc).__name__}: {detail}", backend=self.backend)
+
+    async def close(self) -> None:
+        """Close the pool this object created (a pool passed in is the caller's to close)."""
+        pool, self._pool = self._pool, None
+        if pool is None or not self._owns_pool:
+            if not self._owns_pool:
+                self._pool = pool  # still usable: it is the caller's
+            return
+        try:
+            if self._pool_loop is asyncio.get_running_loop():
+                await asyncio.wait_for(pool.close(), timeout=10)
+            else:
+                _terminate(pool)
+        except Exception:
+            _terminate(pool)
+
+
+def _terminate(pool: Any) -> None:
+    """Drop a pool's connections without waiting (its loop may be closed already)."""
+    with contextlib.suppress(Exception):
+        pool.terminate()

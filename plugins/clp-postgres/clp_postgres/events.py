@@ -1,0 +1,142 @@
+"""PostgresEventStore: event streams and snapshots in jsonb, appends guarded in one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from clp_core.errors import ConflictError
+from clp_core.events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+
+from ._common import DEFAULT_DSN, PoolClient, check_identifier, from_jsonb, qualified, to_jsonb
+from .schema import create_tables, event_tables_ddl, snapshots_table_name
+
+_NO_LIMIT = 2**62
+
+
+class PostgresEventStore:
+    """An :class:`clp_core.events.EventStore` on PostgreSQL.
+
+    Events are rows of ``schema.table`` (``aggregate_id, seq, data jsonb``, primary key
+    ``(aggregate_id, seq)``); snapshots rows of ``schema.<table>_snapshots``. An append is
+    one ``INSERT ... SELECT ... WHERE <last seq> = expected``: a stream that moved on, or a
+    concurrent writer of the same slot (unique violation), is a :class:`ConflictError`.
+    """
+
+    name = "postgresql-events"
+
+    def __init__(
+        self,
+        dsn: str = DEFAULT_DSN,
+        *,
+        table: str = "clp_events",
+        schema: str = "public",
+        pool: Any = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        create_table: bool = True,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 60.0,
+        pool_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.table = check_identifier(table, "table")
+        self.schema = check_identifier(schema, "schema")
+        self.snapshots_table = snapshots_table_name(self.table)
+        self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
+                                  connect_timeout=connect_timeout, command_timeout=command_timeout,
+                                  pool_options=pool_options)
+        self._ready = not create_table
+        events, snapshots = qualified(self.schema, self.table), qualified(self.schema, self.snapshots_table)
+        self._append = (
+            f"INSERT INTO {events} (aggregate_id, seq, data) SELECT $1, $2, $3::text::jsonb "
+            f"WHERE (SELECT coalesce(max(seq), 0) FROM {events} WHERE aggregate_id = $1) = $4 RETURNING seq"
+        )
+        self._events = (
+            f"SELECT data::text FROM {events} WHERE aggregate_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+        )
+        self._last = f"SELECT coalesce(max(seq), 0) FROM {events} WHERE aggregate_id = $1"
+        self._save_snapshot = (
+            f"INSERT INTO {snapshots} AS s (aggregate_id, seq, data) VALUES ($1, $2, $3::text::jsonb) "
+            "ON CONFLICT (aggregate_id, seq) DO UPDATE SET data = excluded.data, created_at = now()"
+        )
+        self._load_snapshot = (
+            f"SELECT data::text FROM {snapshots} WHERE aggregate_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1"
+        )
+        # distinct aggregate ids by walking the primary key index (a loose index scan),
+        # not by reading every event
+        self._aggregates = (
+            f"WITH RECURSIVE ids AS ("
+            f" (SELECT aggregate_id FROM {events} ORDER BY aggregate_id LIMIT 1)"
+            f" UNION ALL"
+            f" SELECT (SELECT e.aggregate_id FROM {events} e WHERE e.aggregate_id > ids.aggregate_id"
+            f" ORDER BY e.aggregate_id LIMIT 1) FROM ids WHERE ids.aggregate_id IS NOT NULL"
+            f") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL"
+        )
+
+    @property
+    def dsn(self) -> str:
+        return self._client.dsn
+
+    @property
+    def pool(self) -> Any:
+        return self._client.pool
+
+    async def _run(self, what: str, fn: Any) -> Any:
+        if not self._ready:
+            await self._client.run(f"creating {self.schema}.{self.table}", self._create)
+        return await self._client.run(what, fn)
+
+    async def _create(self, connection: Any) -> None:
+        await create_tables(connection, self.schema, [self.table, self.snapshots_table],
+                            event_tables_ddl(self.schema, self.table, self.snapshots_table))
+        self._ready = True
+
+    async def create(self) -> None:
+        """Create the tables now (``CREATE TABLE IF NOT EXISTS``)."""
+        await self._client.run(f"creating {self.schema}.{self.table}", self._create)
+
+    async def append(self, event: Event, expected_seq: int) -> None:
+        if event.seq != expected_seq + 1:
+            raise ConflictError(f"event seq {event.seq} does not follow {expected_seq}", backend=self.name)
+        data = to_jsonb(event_to_json(event))
+        moved = f"stream {event.aggregate_id!r} moved past {expected_seq}"
+
+        async def insert(connection: Any) -> Any:
+            try:
+                return await connection.fetchval(self._append, event.aggregate_id, event.seq, data, expected_seq)
+            except asyncpg.UniqueViolationError:
+                raise ConflictError(moved, backend=self.name) from None
+
+        if await self._run(f"append to {event.aggregate_id!r}", insert) is None:
+            raise ConflictError(moved, backend=self.name)
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        rows = await self._run(f"read of {aggregate_id!r}", lambda c: c.fetch(
+            self._events, aggregate_id, after, _NO_LIMIT if until is None else until))
+        return [event_from_json(from_jsonb(row[0]), backend=self.name) for row in rows]
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        return int(await self._run(f"read of {aggregate_id!r}", lambda c: c.fetchval(self._last, aggregate_id)))
+
+    async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
+        data = to_jsonb(snapshot_to_json(snapshot))
+        await self._run(f"snapshot of {aggregate_id!r}", lambda c: c.execute(
+            self._save_snapshot, aggregate_id, snapshot.seq, data))
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
+        raw = await self._run(f"snapshot read of {aggregate_id!r}", lambda c: c.fetchval(
+            self._load_snapshot, aggregate_id, _NO_LIMIT if at_or_before is None else at_or_before))
+        return None if raw is None else snapshot_from_json(from_jsonb(raw), backend=self.name)
+
+    async def aggregates(self) -> list[str]:
+        rows = await self._run("list of aggregates", lambda c: c.fetch(self._aggregates))
+        return sorted(row[0] for row in rows)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self._client.where}, table={self.schema}.{self.table})"
+

@@ -1,0 +1,38 @@
+"""``clp migrate``: create the tables ahead of time (as a role that may create them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import PoolClient, check_identifier
+from .schema import create_tables, event_tables_ddl, snapshots_table_name, state_table_ddl
+
+
+async def migrate(
+    dsn: str,
+    *,
+    table: str = "clp_state",
+    schema: str = "public",
+    events_table: str | None = "clp_events",
+) -> list[str]:
+    """Create the state table ``schema.table`` and, unless ``events_table`` is None, the
+    event tables ``schema.events_table`` and ``schema.<events_table>_snapshots``
+    (``CREATE ... IF NOT EXISTS``: running it again is harmless). Returns the tables."""
+    schema = check_identifier(schema, "schema")
+    table = check_identifier(table, "table")
+    tables, ddl = [table], state_table_ddl(schema, table)
+    if events_table is not None:
+        events_table = check_identifier(events_table, "events table")
+        snapshots = snapshots_table_name(events_table)
+        tables += [events_table, snapshots]
+        ddl += event_tables_ddl(schema, events_table, snapshots)
+    client = PoolClient(dsn, min_size=1, max_size=1)
+
+    async def run(connection: Any) -> None:
+        await create_tables(connection, schema, tables, ddl)
+
+    try:
+        await client.run("migrate", run)
+    finally:
+        await client.close()
+    return [f"{schema}.{t}" for t in tables]
