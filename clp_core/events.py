@@ -8,6 +8,7 @@ upgraded on read by registered upcasters.
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -187,7 +188,8 @@ async def replay(
 
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
-    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": dict(snapshot.idempotency)}
+    records = [[k, v] for k, v in snapshot.idempotency.items()]  # a list keeps their age order
+    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records}
     return codec.encode(document)
 
 
@@ -195,7 +197,25 @@ def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
     raw = codec.decode(text, backend=backend, key="snapshot")
     if not isinstance(raw, dict) or not isinstance(raw.get("state"), dict) or not isinstance(raw.get("seq"), int):
         raise CorruptStateError("stored snapshot is malformed", backend=backend)
-    return Snapshot(raw["seq"], raw["state"], raw.get("idempotency") or {})
+    try:
+        records = idempotency_records(raw.get("idempotency"))
+    except ValueError:
+        raise CorruptStateError("stored snapshot has malformed idempotency records", backend=backend) from None
+    return Snapshot(raw["seq"], raw["state"], records)
+
+
+def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:
+    """Idempotency records as stored (a list of ``[key, entry]``, oldest first; older
+    documents used a dict), in age order. Raises ``ValueError`` if malformed."""
+    if stored is None:
+        return collections.OrderedDict()
+    if isinstance(stored, dict):
+        return collections.OrderedDict(stored)
+    if isinstance(stored, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in stored
+    ):
+        return collections.OrderedDict((k, v) for k, v in stored)
+    raise ValueError("malformed idempotency records")
 
 
 class MemoryEventStore:

@@ -42,7 +42,15 @@ from .errors import (
     UnknownIntentError,
     ValidationError,
 )
-from .events import Event, Snapshot, entry_from_event, event_from_entry, replay, resolve_event_store
+from .events import (
+    Event,
+    Snapshot,
+    entry_from_event,
+    event_from_entry,
+    idempotency_records,
+    replay,
+    resolve_event_store,
+)
 from .log import (
     AuditLog,
     GuardOutcome,
@@ -185,11 +193,13 @@ class Runtime:
             return
         if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
             raise CorruptStateError(f"stored document for {self.storage_key!r} has no state object", backend=name)
-        records = document.get("idempotency") or {}
-        if not isinstance(records, dict):
-            raise CorruptStateError(f"stored idempotency records for {self.storage_key!r} are malformed", backend=name)
+        try:
+            records = idempotency_records(document.get("idempotency"))
+        except ValueError:
+            raise CorruptStateError(
+                f"stored idempotency records for {self.storage_key!r} are malformed", backend=name) from None
         self._state = document["state"]
-        self._idempotency = collections.OrderedDict(records)
+        self._idempotency = records
         self._version = version
 
     async def _load_events(self) -> None:
@@ -200,12 +210,12 @@ class Runtime:
             raise
         except Exception as exc:
             raise StorageError(f"replay of {self.storage_key!r} failed: {exc}", backend=self.event_store.name) from exc
-        records = replayed.idempotency
+        records = collections.OrderedDict(replayed.idempotency)
         for event in replayed.tail:
             if event.idempotency_key is not None:
                 records[event.idempotency_key] = entry_to_dict(entry_from_event(event))
         self._state, self._seq = replayed.state, replayed.seq
-        self._idempotency = collections.OrderedDict(records)
+        self._idempotency = records
 
     # -- reads -------------------------------------------------------------------------
     def get_state(self, path: str | None = None) -> Any:
@@ -616,7 +626,7 @@ class Runtime:
     async def _snapshot(self) -> None:
         """Save a snapshot; a failure only costs replay time, so it is reported, not raised."""
         assert self.event_store is not None
-        snapshot = Snapshot(self._seq, plain(self._state), dict(self._idempotency))
+        snapshot = Snapshot(self._seq, plain(self._state), self._idempotency.copy())
         try:
             await self.event_store.save_snapshot(self.storage_key, snapshot)
         except Exception as exc:
@@ -624,7 +634,8 @@ class Runtime:
             self._unreported.append((exc, "storage"))  # type: ignore[arg-type]
 
     async def _persist(self) -> None:
-        document = {"state": self._state, "idempotency": dict(self._idempotency)}
+        # a list keeps the records' age order through stores that sort keys (jsonb)
+        document = {"state": self._state, "idempotency": [[k, v] for k, v in self._idempotency.items()]}
         name = getattr(self.storage, "name", type(self.storage).__name__)
         try:
             if self._versioned:

@@ -477,7 +477,7 @@ async def test_idempotency_key_survives_a_restart(make_durable: Callable[[], Any
 
     adapter = make_durable()
     stored = await adapter.load(KEY)
-    assert stored is not None and "o-1" in stored["idempotency"]
+    assert stored is not None and "o-1" in dict(stored["idempotency"])
     await adapter.close()
 
     second = clp.create_runtime(charge_contract(calls), storage=make_durable(), storage_key=KEY)

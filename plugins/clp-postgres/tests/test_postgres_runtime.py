@@ -49,7 +49,7 @@ async def test_state_persists_across_runtimes_through_the_url(pg_dsn: str, table
         assert runtime.get_state("count") == 5
         await runtime.execute("increment", {"amount": 1})
     adapter = PostgresAdapter(pg_dsn, table=table)
-    assert await adapter.load_versioned("counter") == ({"state": {"count": 6}, "idempotency": {}}, 3)
+    assert await adapter.load_versioned("counter") == ({"state": {"count": 6}, "idempotency": []}, 3)
     await adapter.close()
 
 
