@@ -438,16 +438,20 @@ class Runtime:
     ) -> dict[str, Any]:
         """The values to use: checked against the declared types, or by the validator
         (which may coerce). A lenient validation's failures are kept for the log entry."""
-        if self._validator is None:
-            self.contract.check_values(compiled, values, where=where)
-            return {k: plain(v) for k, v in values.items()}
         try:
-            return self._validator.validate_payload(compiled.name, values, complete=complete)
-        except ValidationError as exc:
-            if self._strict:
-                raise
-            self._lenient.append(exc)
-            return {k: plain(v) for k, v in values.items()}
+            if self._validator is None:
+                self.contract.check_values(compiled, values, where=where)
+                return {k: plain(v) for k, v in values.items()}
+            try:
+                return self._validator.validate_payload(compiled.name, values, complete=complete)
+            except ValidationError as exc:
+                if self._strict:
+                    raise
+                self._lenient.append(exc)
+                return {k: plain(v) for k, v in values.items()}
+        except RecursionError:  # a cyclic or absurdly deep value
+            raise ValidationError(where, [{"field": "<payload>", "expected": "a finite, reasonably nested value",
+                                           "got": "cyclic or too deeply nested"}]) from None
 
     def _validate_state(self) -> None:
         if self._validator is None or not self._validator.checks_state:
@@ -475,7 +479,8 @@ class Runtime:
                 f"payload of {name}",
                 [{"field": str(k), "expected": "a declared input", "got": "undeclared field"} for k in unknown],
             )
-        intent = self._make_intent(compiled, self._validate(compiled, payload, f"payload of {name}"))
+        complete = all(payload.get(f) is not None for f in compiled.required)
+        intent = self._make_intent(compiled, self._validate(compiled, payload, f"payload of {name}", complete=complete))
         await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
         entry = self._entry(intent, "dispatch")

@@ -292,3 +292,21 @@ async def test_a_guard_suggestion_that_fits_may_replace_a_required_input() -> No
     assert intent.payload["amount"] == 100
     entry = await runtime.commit()
     assert entry.transition_result.permitted is True
+
+
+@pytest.mark.parametrize("kind", ["deep", "cyclic"])
+async def test_cyclic_or_absurdly_deep_payloads_are_validation_errors(kind: str) -> None:
+    contract = clp.create_contract(intents={"put": {"inputs": {"value": "any"}}},
+                                   transitions={"t": {"effects": lambda ctx: {"v": 1}}})
+    value: list = []
+    if kind == "cyclic":
+        value.append(value)
+    else:
+        node = value
+        for _ in range(5000):
+            node.append([])
+            node = node[0]
+    rt = clp.create_runtime(contract)
+    with pytest.raises(clp.errors.ValidationError, match="cyclic or too deeply nested"):
+        await rt.dispatch("put", {"value": value})
+    assert rt.current_intent is None
