@@ -401,12 +401,10 @@ async def test_a_field_the_model_requires_but_the_contract_does_not_must_be_fill
         intents={"put": {"inputs": {"amount": "number?", "note": "string?"}}},
         transitions={"store": {"effects": lambda ctx: {"last": dict(ctx.intent.payload)}}},
     )
-    proposals = [{"note": "hi"}]
-    runtime = make_runtime(contract, lambda intent: proposals.pop(), schema={"put": Payload})
-    await runtime.dispatch("put", {"amount": None})  # partial: None is "not filled yet"
-    await runtime.propose("put")
+    runtime = make_runtime(contract, schema={"put": Payload})
     with pytest.raises(ValidationError, match="amount: expected a value, got NoneType"):
-        await runtime.accept_proposal("put")  # the merged payload is complete for the contract
+        await runtime.dispatch("put", {"note": "hi"})  # complete for the contract: the whole model applies
+    assert runtime.current_intent is None
 
 
 async def test_validators_that_raise_something_else_become_validation_errors() -> None:
