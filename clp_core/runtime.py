@@ -253,12 +253,15 @@ class Runtime:
         the completed ones in reverse. See :mod:`clp_core.saga`."""
         return await saga_module.run(self, saga, saga_id)
 
-    async def resume_sagas(self, sagas: Mapping[str, Saga], *, compensate: bool = False) -> list[SagaResult]:
-        """Finish the sagas a dead process left running (definitions by saga name)."""
-        return await saga_module.resume(self, sagas, compensate=compensate)
+    async def resume_sagas(
+        self, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
+    ) -> list[SagaResult]:
+        """Finish the sagas a dead process left running (definitions by saga name); see
+        :func:`clp_core.saga.resume`."""
+        return await saga_module.resume(self, sagas, compensate=compensate, stale_after=stale_after)
 
     async def _saga_event(self, event: Event) -> None:
-        detail = {"saga": event.data.get("saga"), "saga_id": event.aggregate_id.rsplit(":", 1)[-1],
+        detail = {"saga": event.data.get("saga"), "saga_id": event.data.get("saga_id"),
                   "kind": event.kind, "step": event.data.get("step")}
         self._record(LogEntry(intent_name=None, intent_payload=None, phase="saga",
                                   error=event.data.get("error"), detail=detail))

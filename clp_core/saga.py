@@ -9,6 +9,7 @@ events (did it commit?), then the saga goes on, or is compensated.
 
 from __future__ import annotations
 
+import datetime as _dt
 import inspect
 import logging
 import uuid
@@ -86,7 +87,9 @@ class _Progress:
 
     async def record(self, kind: str, **data: Any) -> None:
         event = Event(aggregate_id=self.stream, seq=self.seq + 1, kind=kind,
-                      data={"saga": self.saga.name, **data})
+                      timestamp=_dt.datetime.now(_dt.UTC).isoformat(),
+                      data={"saga": self.saga.name, "saga_id": self.saga_id,
+                            "aggregate": self.runtime.storage_key, **data})
         store = self.runtime.event_store
         if store is not None:
             await store.append(event, self.seq)
@@ -139,6 +142,8 @@ async def _compensate(
         if step.compensate is None:
             continue
         context = SagaContext(progress.saga_id, name, results[name], dict(results), progress.runtime)
+        # the claim: a second process resuming the same saga conflicts here instead of running it twice
+        await progress.record("compensation_started", step=name)
         try:
             await _call(step.compensate, context)
         except Exception as exc:
@@ -152,10 +157,18 @@ async def _compensate(
     return SagaResult(progress.saga_id, status, results, failed, error, compensation_error)
 
 
-async def resume(runtime: Runtime, sagas: Mapping[str, Saga], *, compensate: bool = False) -> list[SagaResult]:
+async def resume(
+    runtime: Runtime, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
+) -> list[SagaResult]:
     """Finish every saga of this runtime's aggregate whose stream has no end: the step that
     was running counts as done if the aggregate committed it, then the saga goes on (or,
-    with ``compensate=True``, is compensated)."""
+    with ``compensate=True``, is compensated).
+
+    Each resume first appends a claim, so of two processes resuming at once one wins.
+    ``stale_after`` (seconds) leaves alone a saga whose latest progress is younger than that:
+    set it above your slowest step when other live processes may be running sagas of this
+    aggregate. Steps and compensations are at least once after a crash in their middle.
+    """
     store = runtime.event_store
     if store is None:
         raise ConfigError("resume_sagas() needs a runtime created with event_store=...")
@@ -166,17 +179,20 @@ async def resume(runtime: Runtime, sagas: Mapping[str, Saga], *, compensate: boo
         if not stream.startswith(prefix):
             continue
         events = await store.get_events(stream)
-        if not events or events[-1].kind in _TERMINAL:
+        if not events or events[-1].kind in _TERMINAL or events[0].data.get("aggregate") != runtime.storage_key:
             continue
+        if stale_after > 0 and _age(events[-1]) < stale_after:
+            continue  # somebody is working on it
         name = events[0].data.get("saga")
         saga = sagas.get(str(name))
         if saga is None:
             raise ConfigError(f"saga stream {stream!r} is a {name!r} saga; pass its definition to resume_sagas")
         progress = _Progress(runtime, saga, stream[len(prefix):], seq=events[-1].seq)
         try:
+            await progress.record("resume_started")
             finished.append(await _resume_one(runtime, progress, events, compensate))
         except ConflictError:
-            continue  # another process is resuming it
+            continue  # another process is resuming it: its appends won
     return finished
 
 
@@ -204,6 +220,14 @@ async def _resume_one(runtime: Runtime, progress: _Progress, events: list[Event]
         compensated = {e.data["step"] for e in events if e.kind == "step_compensated"}
         return await _compensate(progress, {k: v for k, v in results.items() if k not in compensated}, None, None)
     return await _forward(progress, results, [s for s in steps if s not in results])
+
+
+def _age(event: Event) -> float:
+    try:
+        stamp = _dt.datetime.fromisoformat(event.timestamp)
+    except ValueError:
+        return float("inf")
+    return (_dt.datetime.now(_dt.UTC) - stamp).total_seconds()
 
 
 async def _committed_after(runtime: Runtime, intent: str, started: Event) -> LogEntry | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -80,7 +81,8 @@ async def test_a_failed_step_compensates_completed_steps_in_reverse() -> None:
     assert isinstance(result.error, clp.errors.EffectError)
     assert rt.get_state() == {"seats": {"12A": "free"}}  # the seat was released
     assert seen == [("saga_started", None), ("step_started", "reserve"), ("step_completed", "reserve"),
-                    ("step_started", "charge"), ("step_failed", "charge"), ("step_compensated", "reserve"),
+                    ("step_started", "charge"), ("step_failed", "charge"), ("compensation_started", "reserve"),
+                    ("step_compensated", "reserve"),
                     ("saga_compensated", None)]
     saga_entries = [e for e in rt.get_log() if e.phase == "saga"]
     assert [e.detail["kind"] for e in saga_entries][-2:] == ["step_compensated", "saga_compensated"]
@@ -190,3 +192,50 @@ async def test_resume_needs_the_saga_definitions() -> None:
         await rt.resume_sagas({})
     with pytest.raises(ConfigError, match="needs a runtime created with event_store"):
         await clp.create_runtime(booking_contract()).resume_sagas({})
+
+
+async def _half_done(rt: clp.Runtime, saga_id: str) -> None:
+    """A booking saga whose process died after reserving (recorded as running)."""
+    from clp_core import saga as saga_module
+
+    progress = saga_module._Progress(rt, booking_saga(), saga_id)
+    await progress.record("saga_started", steps=["reserve", "charge", "issue"])
+    await progress.record("step_started", step="reserve", payload={"seat": "12A"}, after_seq=rt._seq)
+    await rt.execute("reserveSeat", {"seat": "12A"})
+
+
+async def test_resume_only_takes_this_aggregates_sagas() -> None:
+    store = clp.MemoryEventStore()
+    other = clp.create_runtime(booking_contract(), storage_key="flight:1:extra", event_store=store)
+    await _half_done(other, "s9")
+    mine = clp.create_runtime(booking_contract(), storage_key="flight:1", event_store=store)
+    assert await mine.resume_sagas({"booking": booking_saga()}) == []
+    assert [r.status for r in await other.resume_sagas({"booking": booking_saga()})] == ["completed"]
+
+
+async def test_saga_ids_may_contain_colons() -> None:
+    rt = clp.create_runtime(booking_contract())
+    await rt.run_saga(booking_saga(), saga_id="order:5")
+    assert {e.detail["saga_id"] for e in rt.get_log() if e.phase == "saga"} == {"order:5"}
+
+
+async def test_two_resumers_compensate_once() -> None:
+    store = clp.MemoryEventStore()
+    released: list[str] = []
+
+    async def release(ctx: clp.SagaContext) -> None:
+        released.append(ctx.saga_id)
+        await asyncio.sleep(0.01)
+        await ctx.runtime.execute("releaseSeat", {"seat": "12A"})
+
+    saga = clp.Saga(name="booking", steps={**booking_saga().steps,
+                                           "reserve": clp.Step(intent="reserveSeat", payload={"seat": "12A"},
+                                                               compensate=release)})
+    first = clp.create_runtime(booking_contract(), storage_key="k", event_store=store)
+    await _half_done(first, "twice")
+    await asyncio.sleep(0.2)  # the dead process's last progress is now older than stale_after
+    second = clp.create_runtime(booking_contract(), storage_key="k", event_store=store)
+    results = await asyncio.gather(first.resume_sagas({"booking": saga}, compensate=True, stale_after=0.1),
+                                   second.resume_sagas({"booking": saga}, compensate=True, stale_after=0.1))
+    assert released == ["twice"]
+    assert sorted(len(r) for r in results) == [0, 1]
