@@ -103,7 +103,7 @@ class Runtime:
         snapshot_every: int = 1000,
         log_limit: int | None = 10_000,
         idempotency_limit: int = 10_000,
-        max_conflict_retries: int = 50,
+        max_conflict_retries: int = 100,
     ) -> None:
         if not isinstance(contract, Contract):
             raise ConfigError("create_runtime needs a contract made by create_contract()")
@@ -535,7 +535,8 @@ class Runtime:
                     if attempt == self.max_conflict_retries:
                         raise
                     outcome.reset()
-                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+                    # full jitter, exponential up to 128 ms, so a loser does not keep losing
+                    await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 7)))
                     await self._load()
             raise AssertionError("unreachable")  # pragma: no cover
         except ClpError as exc:

@@ -1,0 +1,877 @@
+#!/usr/bin/env python
+"""Storage benchmarks: persisted commits per second next to the raw driver, and bytes per commit.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_storage.py            # full run (about a minute)
+    .venv/bin/python bench/bench_storage.py --quick    # smoke run (a few seconds)
+    .venv/bin/python bench/bench_storage.py --profile  # also cProfile the CLP commit loops
+
+For each backend (memory, file, sqlite, redis, postgresql; a server that is not reachable, or
+whose plugin is not installed, is skipped with a note):
+
+1. ``throughput``: ``await runtime.execute("increment")`` per second on the counter contract
+   with that storage (persist on commit, the default versioned save: one compare-and-set
+   write per commit), next to the raw driver doing the same single write in the same run,
+   without CLP around it, and the ratio CLP / raw. Target for Redis and PostgreSQL: at least
+   0.5. The raw writes:
+
+   - memory: ``codec.encode`` of the document and a dict store (what ``MemoryAdapter`` does);
+   - file: temp file, write, fsync, rename, in one ``asyncio.to_thread`` call;
+   - sqlite: ``sqlite3`` ``UPDATE ... WHERE key = ? AND version = ?`` in a thread (WAL,
+     ``synchronous=NORMAL``, autocommit, as the adapter);
+   - redis: ``EVALSHA`` of the adapter's own compare-and-set script through ``redis.asyncio``
+     (a plain ``HSET`` is printed too, for reference);
+   - postgresql: the adapter's ``UPDATE ... WHERE key = $1 AND version = $3 RETURNING version``
+     with the same jsonb text, ``fetchval`` on one ``asyncpg`` connection.
+
+   The raw side writes the exact bytes CLP writes for the counter document. CLP's side also
+   pays for the lifecycle (dispatch, guards, transition, log entry), ``codec.encode`` of the
+   document, and the adapter (a pool acquire for PostgreSQL, a token for Redis...). The
+   lifecycle alone (``execute`` with no storage) is printed to split the difference.
+2. ``bytes_per_commit``: what one commit writes with a 10-key state and with a 100,000-key
+   state (``count`` next to small records), per backend: the length of the encoded envelope
+   the runtime hands to the adapter (a proxy for the bytes written; the file adapter adds a
+   small version wrapper), what the backend holds afterwards where it can tell (file size,
+   SQLite ``length(data)``, Redis ``HSTRLEN``, PostgreSQL ``pg_column_size`` of the jsonb,
+   compressed by TOAST), and the mean time of one commit in each case.
+
+Every figure is measured in this process: ``time.perf_counter``, warm-up rounds first, the best
+of several repetitions, CLP and raw repetitions alternating. Results are printed as a table and
+written to ``bench/results/storage.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+import clp_core as clp  # noqa: E402
+from clp_core.storage import codec  # noqa: E402
+from clp_core.storage.filesystem import key_to_filename  # noqa: E402
+
+# The core alone: installed entry-point plugins (otel, audit...) are measured by bench_plugins.py.
+CORE_ONLY = {"disable": ["*"]}
+
+perf_counter = time.perf_counter
+
+TARGET_RATIO = 0.5  # CLP persisted commits/s >= 0.5 x the raw driver's writes/s (Redis, PostgreSQL)
+TARGETED = ("redis", "postgresql")
+BACKENDS = ("memory", "file", "sqlite", "redis", "postgresql")
+BIG_KEYS = 100_000
+SMALL_KEYS = 10
+KEY = "clp:bench:counter"
+RAW_KEY = "clp:bench:raw"
+
+# commits per repetition for each backend, warm-up commits, repetitions; commits for bytes/commit
+FULL: dict[str, Any] = {
+    "commits": {"memory": 20_000, "file": 1_000, "sqlite": 3_000, "redis": 5_000, "postgresql": 3_000},
+    "warmup": 300, "reps": 5, "small_commits": 50, "big_commits": 5,
+    "processes": 4, "increments": 500,
+}
+QUICK: dict[str, Any] = {
+    "commits": {"memory": 3_000, "file": 200, "sqlite": 500, "redis": 800, "postgresql": 500},
+    "warmup": 100, "reps": 3, "small_commits": 20, "big_commits": 2,
+    "processes": 4, "increments": 100,
+}
+
+
+# -- the contract and states ------------------------------------------------------------------
+def counter_contract() -> clp.Contract:
+    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``."""
+    return clp.create_contract(
+        intents={"increment": {"inputs": {"amount": "number?"}}},
+        state={"count": "number"},
+        transitions={
+            "apply": {
+                "when": lambda ctx: ctx.intent.complete,
+                "effects": lambda ctx: {
+                    "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
+                },
+            }
+        },
+    )
+
+
+def wide_state(keys: int) -> dict[str, Any]:
+    """``count`` and ``keys - 1`` small records (as bench_core's commit-scaling states)."""
+    return {"count": 0, **{f"k{i}": {"id": i, "name": f"item {i}"} for i in range(keys - 1)}}
+
+
+def counter_document(count: int) -> dict[str, Any]:
+    """The document the runtime persists for the counter (``Runtime._persist``)."""
+    return {"state": {"count": count}, "idempotency": {}}
+
+
+def envelope_bytes(state: dict[str, Any]) -> int:
+    return len(codec.encode({"state": state, "idempotency": {}}).encode("utf-8"))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def settle() -> None:
+    gc.collect()
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    if abs(n) >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.2f} MiB"
+    if abs(n) >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+
+def verdict(ok: bool | None) -> str:
+    return "SKIP" if ok is None else ("PASS" if ok else "MISS")
+
+
+async def adapter_saves(adapter: Any, key: str, document: dict[str, Any], version: int, n: int) -> tuple[float, int]:
+    """Seconds for ``n`` versioned saves straight through the adapter (no runtime), and the last version."""
+    save = adapter.save_versioned
+    t0 = perf_counter()
+    for _ in range(n):
+        version = await save(key, document, version)
+    return perf_counter() - t0, version
+
+
+async def clp_executes(runtime: clp.Runtime, n: int) -> float:
+    execute = runtime.execute
+    t0 = perf_counter()
+    for _ in range(n):
+        await execute("increment")
+    return perf_counter() - t0
+
+
+# -- backends ---------------------------------------------------------------------------------
+class Unavailable(Exception):
+    """The backend cannot be measured here (server down, plugin missing); the message says why."""
+
+
+class Backend:
+    """One storage backend: how to make its adapter, its raw write, and what it stores."""
+
+    name = ""
+    raw_label = ""
+    extra_label: str | None = None  # a second raw write, for reference (Redis HSET)
+
+    async def open(self) -> None:
+        """Check the backend is usable and prepare shared resources; :class:`Unavailable` if not."""
+
+    def adapter(self) -> Any:
+        raise NotImplementedError
+
+    def reader(self, adapter: Any) -> Any:
+        """An adapter that reads what ``adapter`` wrote, for a fresh runtime (a new one by default)."""
+        return self.adapter()
+
+    def shared_url(self) -> str | None:
+        """A storage URL other processes can share (``None``: this backend lives in one process)."""
+        return None
+
+    async def raw_open(self, payload: str) -> None:
+        """Prepare the raw write of ``payload`` (the encoded counter envelope)."""
+
+    async def raw_writes(self, n: int) -> float:
+        """Seconds for ``n`` raw writes, each one round trip (or one thread hop) with no CLP."""
+        raise NotImplementedError
+
+    async def extra_writes(self, n: int) -> float:
+        raise NotImplementedError
+
+    async def stored_bytes(self, adapter: Any, key: str) -> int | None:
+        """Bytes the backend holds for ``key`` (``None``: it cannot tell cheaply)."""
+        return None
+
+    async def close(self) -> None:
+        """Release everything, delete what the run created."""
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+    raw_label = "codec.encode + dict store (MemoryAdapter's work)"
+
+    def adapter(self) -> Any:
+        return clp.MemoryAdapter()
+
+    def reader(self, adapter: Any) -> Any:
+        return adapter  # documents live in the adapter object itself
+
+    async def raw_open(self, payload: str) -> None:
+        self.store: dict[str, tuple[str, int]] = {}
+        self.document = json.loads(payload)["data"]
+
+    async def raw_writes(self, n: int) -> float:
+        store, document, encode = self.store, self.document, codec.encode
+        t0 = perf_counter()
+        for i in range(n):
+            store[RAW_KEY] = (encode(document), i)
+        return perf_counter() - t0
+
+
+class FileBackend(Backend):
+    name = "file"
+    raw_label = "temp + write + fsync + rename, one to_thread"
+
+    async def open(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="clp-bench-files-")
+        self.directory = Path(self.tmp.name)
+
+    def adapter(self) -> Any:
+        return clp.FileSystemAdapter(self.directory / "clp")
+
+    async def raw_open(self, payload: str) -> None:
+        # the adapter writes {"version": n, "document": ...} in the envelope; so does this
+        document = json.loads(payload)["data"]
+        self.payload = codec.encode({"version": 1, "document": document}).encode()
+        self.path = self.directory / "raw" / key_to_filename(RAW_KEY)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    async def raw_writes(self, n: int) -> float:
+        write, path, payload = self._write, self.path, self.payload
+        t0 = perf_counter()
+        for _ in range(n):
+            await asyncio.to_thread(write, path, payload)
+        return perf_counter() - t0
+
+    async def stored_bytes(self, adapter: Any, key: str) -> int | None:
+        return os.path.getsize(Path(adapter.directory) / key_to_filename(key))
+
+    def shared_url(self) -> str | None:
+        return (self.directory / "multiprocess").as_uri()
+
+    async def close(self) -> None:
+        self.tmp.cleanup()
+
+
+class SQLiteBackend(Backend):
+    name = "sqlite"
+    raw_label = "sqlite3 UPDATE ... AND version = ?, in a thread"
+
+    async def open(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="clp-bench-sqlite-")
+        self.path = os.path.join(self.tmp.name, "bench.db")
+        self.conn: sqlite3.Connection | None = None
+
+    def adapter(self) -> Any:
+        return clp.SQLiteAdapter(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS clp_state (key TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+                         " data TEXT NOT NULL)")
+            self.conn = conn
+        return self.conn
+
+    async def raw_open(self, payload: str) -> None:
+        conn = self._connect()
+        conn.execute("INSERT OR REPLACE INTO clp_state (key, version, data) VALUES (?, 1, ?)", (RAW_KEY, payload))
+        self.payload, self.version = payload, 1
+
+    async def raw_writes(self, n: int) -> float:
+        conn, payload = self._connect(), self.payload
+        sql = "UPDATE clp_state SET data = ?, version = version + 1 WHERE key = ? AND version = ?"
+
+        def write(version: int) -> int:
+            return conn.execute(sql, (payload, RAW_KEY, version)).rowcount
+
+        t0 = perf_counter()
+        for _ in range(n):
+            if await asyncio.to_thread(write, self.version) != 1:
+                raise AssertionError("raw sqlite write lost its version")
+            self.version += 1
+        return perf_counter() - t0
+
+    def shared_url(self) -> str | None:
+        return f"sqlite:///{os.path.join(self.tmp.name, 'multiprocess.db')}"  # absolute: sqlite:////tmp/...
+
+    async def stored_bytes(self, adapter: Any, key: str) -> int | None:
+        row = self._connect().execute("SELECT length(CAST(data AS BLOB)) FROM clp_state WHERE key = ?",
+                                      (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.tmp.cleanup()
+
+
+class RedisBackend(Backend):
+    name = "redis"
+    raw_label = "EVALSHA of the adapter's CAS script, redis.asyncio"
+    extra_label = "HSET d, v: no compare-and-set, redis.asyncio"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = f"clp-bench:{uuid.uuid4().hex}:"
+        self.client: Any = None
+
+    async def open(self) -> None:
+        try:
+            import redis.asyncio as aioredis
+            from clp_redis.adapter import SAVE_VERSIONED, RedisAdapter
+        except ImportError as exc:
+            raise Unavailable(f"clp-redis not installed ({exc})") from None
+        self.adapter_class, self.script_source = RedisAdapter, SAVE_VERSIONED
+        self.client = aioredis.from_url(self.url, decode_responses=False, socket_connect_timeout=2)
+        try:
+            await self.client.ping()
+            self.server_version = (await self.client.info("server")).get("redis_version")
+        except Exception as exc:
+            await self.client.aclose()
+            self.client = None
+            raise Unavailable(f"Redis at {self.url} not reachable ({type(exc).__name__})") from None
+
+    def adapter(self) -> Any:
+        return self.adapter_class(self.url, prefix=self.prefix)
+
+    async def raw_open(self, payload: str) -> None:
+        self.payload = payload.encode()
+        self.key = (self.prefix + RAW_KEY).encode()
+        self.script = self.client.register_script(self.script_source)
+        self.token = uuid.uuid4().hex
+        await self.client.delete(self.key)
+        self.version = 0
+
+    async def raw_writes(self, n: int) -> float:
+        script, keys, payload, token = self.script, [self.key], self.payload, self.token
+        t0 = perf_counter()
+        for _ in range(n):
+            ok, version = await script(keys=keys, args=[self.version, payload, token, ""])
+            if not ok:
+                raise AssertionError("raw redis write lost its version")
+            self.version = int(version)
+        return perf_counter() - t0
+
+    async def extra_writes(self, n: int) -> float:
+        hset, key, payload = self.client.hset, self.key + b":hset", self.payload
+        t0 = perf_counter()
+        for i in range(n):
+            await hset(key, mapping={"d": payload, "v": i})
+        return perf_counter() - t0
+
+    async def stored_bytes(self, adapter: Any, key: str) -> int | None:
+        return int(await self.client.hstrlen(adapter.redis_key(key), "d"))
+
+    def shared_url(self) -> str | None:
+        return f"{self.url}{'&' if '?' in self.url else '?'}prefix={self.prefix}"
+
+    async def close(self) -> None:
+        if self.client is None:
+            return
+        keys = [k async for k in self.client.scan_iter(match=f"{self.prefix}*", count=1000)]
+        if keys:
+            await self.client.delete(*keys)
+        await self.client.aclose()
+
+
+class PostgresBackend(Backend):
+    name = "postgresql"
+    raw_label = "asyncpg fetchval UPDATE ... RETURNING, one connection"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.table = f"clp_bench_{uuid.uuid4().hex[:16]}"
+        self.conn: Any = None
+
+    async def open(self) -> None:
+        try:
+            import asyncpg
+            from clp_postgres import PostgresAdapter
+        except ImportError as exc:
+            raise Unavailable(f"clp-postgres not installed ({exc})") from None
+        self.adapter_class = PostgresAdapter
+        try:
+            self.conn = await asyncpg.connect(self.dsn, timeout=5)
+        except Exception as exc:
+            raise Unavailable(f"PostgreSQL at {self.dsn} not reachable ({type(exc).__name__})") from None
+        self.server_version = await self.conn.fetchval("SHOW server_version")
+        await self.adapter_class(self.dsn, table=self.table).create()  # the table, as the adapter makes it
+
+    def adapter(self) -> Any:
+        return self.adapter_class(self.dsn, table=self.table)
+
+    async def raw_open(self, payload: str) -> None:
+        from clp_postgres._common import to_jsonb
+
+        self.payload = to_jsonb(payload)
+        name = f'"public"."{self.table}"'
+        await self.conn.execute(
+            f"INSERT INTO {name} (key, version, data) VALUES ($1, 1, $2::text::jsonb) "
+            "ON CONFLICT (key) DO UPDATE SET version = 1, data = excluded.data", RAW_KEY, self.payload)
+        # the adapter's own statement (PostgresAdapter._update_if)
+        self.sql = (f"UPDATE {name} SET version = version + 1, data = $2::text::jsonb, updated_at = now() "
+                    "WHERE key = $1 AND version = $3 RETURNING version")
+        self.version = 1
+
+    async def raw_writes(self, n: int) -> float:
+        fetchval, sql, payload = self.conn.fetchval, self.sql, self.payload
+        t0 = perf_counter()
+        for _ in range(n):
+            version = await fetchval(sql, RAW_KEY, payload, self.version)
+            if version is None:
+                raise AssertionError("raw postgresql write lost its version")
+            self.version = version
+        return perf_counter() - t0
+
+    def shared_url(self) -> str | None:
+        return f"{self.dsn}{'&' if '?' in self.dsn else '?'}table={self.table}"
+
+    async def stored_bytes(self, adapter: Any, key: str) -> int | None:
+        value = await self.conn.fetchval(f'SELECT pg_column_size(data) FROM "public"."{self.table}" WHERE key = $1',
+                                         key)
+        return None if value is None else int(value)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.execute(f'DROP TABLE IF EXISTS "public"."{self.table}"')
+            await self.conn.close()
+
+
+def make_backends(args: argparse.Namespace) -> list[Backend]:
+    made: dict[str, Backend] = {
+        "memory": MemoryBackend(), "file": FileBackend(), "sqlite": SQLiteBackend(),
+        "redis": RedisBackend(args.redis_url), "postgresql": PostgresBackend(args.postgres_dsn),
+    }
+    return [made[name] for name in args.backends]
+
+
+# -- 1. throughput ----------------------------------------------------------------------------
+async def bench_throughput(backend: Backend, cfg: dict[str, Any]) -> dict[str, Any]:
+    n, warm, reps = cfg["commits"][backend.name], cfg["warmup"], cfg["reps"]
+    contract = counter_contract()
+    adapter = backend.adapter()
+    runtime = clp.create_runtime(contract, storage=adapter, storage_key=KEY, config=CORE_ONLY)
+    bare = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)  # the lifecycle alone
+    direct = backend.adapter()  # the adapter alone, on a key of its own
+    direct_key, direct_version = f"{KEY}:adapter", 0
+    try:
+        await runtime.hydrate()
+        await clp_executes(runtime, warm)
+        await clp_executes(bare, warm)
+        # the bytes CLP writes for this counter once it reaches the measured range
+        final = warm + n * reps
+        document = counter_document(final)
+        _, direct_version = await adapter_saves(direct, direct_key, document, direct_version, warm)
+        await backend.raw_open(codec.encode(document))
+        await backend.raw_writes(warm)
+        if backend.extra_label:
+            await backend.extra_writes(warm)
+
+        clp_t: list[float] = []
+        raw_t: list[float] = []
+        bare_t: list[float] = []
+        direct_t: list[float] = []
+        extra_t: list[float] = []
+        for _ in range(reps):  # alternate, so that drift of the machine hits every side alike
+            settle()
+            clp_t.append(await clp_executes(runtime, n))
+            settle()
+            raw_t.append(await backend.raw_writes(n))
+            settle()
+            bare_t.append(await clp_executes(bare, n))
+            settle()
+            elapsed, direct_version = await adapter_saves(direct, direct_key, document, direct_version, n)
+            direct_t.append(elapsed)
+            if backend.extra_label:
+                settle()
+                extra_t.append(await backend.extra_writes(n))
+        assert runtime.get_state("count") == final, "CLP counter lost updates"
+        async with clp.create_runtime(contract, storage=backend.reader(adapter), storage_key=KEY,
+                                      config=CORE_ONLY) as fresh:
+            assert fresh.get_state("count") == final, "the stored count is not the committed one"
+    finally:
+        await runtime.close()
+        with contextlib.suppress(Exception):
+            await direct.delete(direct_key)
+        await direct.close()
+
+    clp_rate, raw_rate = n / min(clp_t), n / min(raw_t)
+    ratio = clp_rate / raw_rate
+    result: dict[str, Any] = {
+        "commits": n, "repetitions": reps,
+        "clp_commits_per_s": clp_rate,
+        "raw_writes_per_s": raw_rate,
+        "raw_write": backend.raw_label,
+        "ratio": ratio,
+        "clp_us_per_commit": min(clp_t) / n * 1e6,
+        "raw_us_per_write": min(raw_t) / n * 1e6,
+        "lifecycle_alone_us": min(bare_t) / n * 1e6,
+        "adapter_alone_us": min(direct_t) / n * 1e6,
+        "overhead_us": (min(clp_t) - min(raw_t)) / n * 1e6,
+        "all_runs_s": {"clp": clp_t, "raw": raw_t, "lifecycle_alone": bare_t, "adapter_alone": direct_t},
+    }
+    if backend.extra_label:
+        result["extra_write"] = backend.extra_label
+        result["extra_writes_per_s"] = n / min(extra_t)
+        result["all_runs_s"]["extra"] = extra_t
+    if backend.name in TARGETED:
+        result["target"] = f"ratio >= {TARGET_RATIO}"
+        result["pass"] = ratio >= TARGET_RATIO
+    else:
+        result["target"] = None
+        result["pass"] = None
+    return result
+
+
+# -- 2. bytes per commit ----------------------------------------------------------------------
+async def commit_size(backend: Backend, keys: int, commits: int) -> dict[str, Any]:
+    adapter = backend.adapter()
+    key = f"{KEY}:size:{keys}"
+    runtime = clp.create_runtime(counter_contract(), storage=adapter, storage_key=key,
+                                 initial_state=wide_state(keys), config=CORE_ONLY)
+    try:
+        await runtime.hydrate()
+        await runtime.execute("increment")  # the first write (an insert) is not timed
+        settle()
+        elapsed = await clp_executes(runtime, commits)
+        stored = await backend.stored_bytes(adapter, key)
+        state = runtime.get_state()
+        assert state["count"] == commits + 1 and len(state) == keys
+        return {
+            "keys": keys,
+            "envelope_bytes": envelope_bytes(state),
+            "stored_bytes": stored,
+            "commit_s": elapsed / commits,
+            "commits": commits,
+        }
+    finally:
+        await runtime.close()
+        with contextlib.suppress(Exception):
+            cleanup = backend.adapter()
+            await cleanup.delete(key)
+            await cleanup.close()
+
+
+async def bench_bytes(backend: Backend, cfg: dict[str, Any]) -> dict[str, Any]:
+    small = await commit_size(backend, SMALL_KEYS, cfg["small_commits"])
+    big = await commit_size(backend, BIG_KEYS, cfg["big_commits"])
+    return {
+        "small": small, "big": big,
+        "bytes_ratio": big["envelope_bytes"] / small["envelope_bytes"],
+        "time_ratio": big["commit_s"] / small["commit_s"],
+    }
+
+
+# -- 3. several processes on one key ----------------------------------------------------------
+async def worker(url: str, key: str, count: int, ready: str, start: str, retries: int | None) -> dict[str, Any]:
+    """One process of the multi-process run: hydrate, say ready, wait for the start file, then
+    ``count`` executes; counts successes, give-ups and the conflicts its saves met."""
+    from clp_core.errors import ClpError, ConflictError
+    from clp_core.storage import resolve_storage
+
+    storage = resolve_storage(url)
+    conflicts = 0
+    save_versioned = storage.save_versioned
+
+    async def counted(key: str, document: dict[str, Any], expected_version: int) -> int:
+        nonlocal conflicts
+        try:
+            return int(await save_versioned(key, document, expected_version))
+        except ConflictError:
+            conflicts += 1
+            raise
+
+    storage.save_versioned = counted
+    options: dict[str, Any] = {} if retries is None else {"max_conflict_retries": retries}
+    runtime = clp.create_runtime(counter_contract(), storage=storage, storage_key=key, config=CORE_ONLY, **options)
+    successes = failures = worst = 0
+    errors: list[str] = []
+    async with runtime:
+        Path(ready).touch()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(start):
+            if time.monotonic() > deadline:
+                raise SystemExit("no start signal within 60 s")
+            await asyncio.sleep(0.001)
+        t0 = perf_counter()
+        for _ in range(count):
+            before = conflicts
+            try:
+                await runtime.execute("increment")
+                successes += 1
+            except ClpError as exc:
+                failures += 1
+                if len(errors) < 3:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            worst = max(worst, conflicts - before)
+        elapsed = perf_counter() - t0
+    return {"successes": successes, "failures": failures, "conflicts": conflicts, "most_conflicts_in_one_commit": worst,
+            "elapsed_s": elapsed, "errors": errors, "max_conflict_retries": runtime.max_conflict_retries}
+
+
+async def bench_multiprocess(backend: Backend, cfg: dict[str, Any], retries: int | None) -> dict[str, Any] | None:
+    url = backend.shared_url()
+    if url is None:
+        return None
+    processes, increments = cfg["processes"], cfg["increments"]
+    key = f"{KEY}:multiprocess"
+    with tempfile.TemporaryDirectory(prefix="clp-bench-mp-") as tmp:
+        start = Path(tmp) / "start"
+        ready = [Path(tmp) / f"ready-{i}" for i in range(processes)]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", url, key, str(increments)]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                *argv, str(ready[i]), str(start), "" if retries is None else str(retries),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+            for i in range(processes)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while not all(p.exists() for p in ready):
+                if any(p.returncode is not None for p in procs) or time.monotonic() > deadline:
+                    raise RuntimeError("a worker died or was not ready within 60 s")
+                await asyncio.sleep(0.01)
+            t0 = perf_counter()
+            start.touch()  # every worker is connected and hydrated: go
+            outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 300)
+            wall = perf_counter() - t0
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                    await p.wait()
+    reports = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    async with clp.create_runtime(counter_contract(), storage=url, storage_key=key, config=CORE_ONLY) as fresh:
+        final = fresh.get_state("count")
+    committed = sum(r["successes"] for r in reports)
+    expected = processes * increments
+    return {
+        "processes": processes, "increments": increments, "expected": expected, "final": final,
+        "committed": committed, "lost": committed - (final or 0), "gave_up": expected - committed,
+        "conflicts": sum(r["conflicts"] for r in reports),
+        "most_conflicts_in_one_commit": max(r["most_conflicts_in_one_commit"] for r in reports),
+        "max_conflict_retries": reports[0]["max_conflict_retries"],
+        "wall_s": wall, "commits_per_s": committed / wall, "workers": reports,
+        "pass": final == expected,
+    }
+
+
+# -- profile ----------------------------------------------------------------------------------
+async def profile_commits(backend: Backend, n: int, top: int = 25) -> str:
+    runtime = clp.create_runtime(counter_contract(), storage=backend.adapter(), storage_key=f"{KEY}:profile",
+                                 config=CORE_ONLY)
+    try:
+        await runtime.hydrate()
+        await clp_executes(runtime, 200)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await clp_executes(runtime, n)
+        profiler.disable()
+    finally:
+        await runtime.close()
+    buf = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+# -- main -------------------------------------------------------------------------------------
+def _version(module: str) -> str | None:
+    try:
+        from importlib import metadata
+
+        return metadata.version(module)
+    except Exception:  # informative only
+        return None
+
+
+def environment(quick: bool) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except Exception:  # informative only
+        commit = None
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mode": "quick" if quick else "full",
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "clp_core": getattr(clp, "__version__", None),
+        "redis_py": _version("redis"),
+        "asyncpg": _version("asyncpg"),
+        "git_commit": commit,
+    }
+
+
+def print_report(res: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    for name in res["backends"]:
+        b = res["results"][name]
+        if "skipped" in b:
+            rows.append((f"{name}", "skipped", b["skipped"], "SKIP" if name in TARGETED else ""))
+            continue
+        tp = b["throughput"]
+        rows.append((f"{name}: CLP execute, persisted", fmt_rate(tp["clp_commits_per_s"]),
+                     f"{tp['clp_us_per_commit']:.0f} us/commit", ""))
+        rows.append((f"{name}: raw write", fmt_rate(tp["raw_writes_per_s"]),
+                     f"{tp['raw_us_per_write']:.0f} us: {tp['raw_write']}", ""))
+        if "extra_writes_per_s" in tp:
+            rows.append((f"{name}: raw HSET (reference)", fmt_rate(tp["extra_writes_per_s"]),
+                         f"{1e6 / tp['extra_writes_per_s']:.0f} us: {tp['extra_write']}", ""))
+        target = f"target >= {TARGET_RATIO:g}" if tp["pass"] is not None else "no target"
+        rows.append(("  ratio CLP / raw", f"{tp['ratio']:.2f}", f"{target}; CLP adds {tp['overhead_us']:.0f} us",
+                     verdict(tp["pass"]) if tp["pass"] is not None else ""))
+        rows.append(("  split: adapter alone | lifecycle alone",
+                     f"{tp['adapter_alone_us']:.0f} | {tp['lifecycle_alone_us']:.0f} us",
+                     "save_versioned with no runtime | execute with no storage", ""))
+        by = b["bytes_per_commit"]
+        s, g = by["small"], by["big"]
+        rows.append((f"  bytes/commit, {SMALL_KEYS} vs {BIG_KEYS:,} keys",
+                     f"{fmt_bytes(s['envelope_bytes'])} | {fmt_bytes(g['envelope_bytes'])}",
+                     f"stored {fmt_bytes(s['stored_bytes'])} | {fmt_bytes(g['stored_bytes'])}; "
+                     f"x{by['bytes_ratio']:,.0f}", ""))
+        rows.append((f"  commit time, {SMALL_KEYS} vs {BIG_KEYS:,} keys",
+                     f"{fmt_ms(s['commit_s'])} | {fmt_ms(g['commit_s'])}", f"x{by['time_ratio']:,.0f}", ""))
+        mp = b.get("multiprocess")
+        if mp is not None:
+            rows.append((f"  {mp['processes']} processes x {mp['increments']}, one key",
+                         f"{mp['final']} / {mp['expected']}",
+                         f"{fmt_rate(mp['commits_per_s'])} in all; {mp['conflicts']} conflicts, worst commit "
+                         f"{mp['most_conflicts_in_one_commit']}/{mp['max_conflict_retries']}; lost {mp['lost']}, "
+                         f"gave up {mp['gave_up']}", verdict(mp["pass"])))
+
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    env = res["environment"]
+    servers = ", ".join(f"{k} {v}" for k, v in res.get("servers", {}).items())
+    print(f"clp_core {env['clp_core']} | redis-py {env['redis_py']} | asyncpg {env['asyncpg']} | "
+          f"Python {env['python']} | {env['platform']} | {env['cpus']} CPUs | {env['mode']} run")
+    if servers:
+        print(f"servers: {servers}")
+    print(f"{'measure':<{w0}}  {'value':>{w1}}  {'detail':<{w2}}  verdict")
+    print("-" * (w0 + w1 + w2 + 13))
+    for a, b_, c, d in rows:
+        print(f"{a:<{w0}}  {b_:>{w1}}  {c:<{w2}}  {d}".rstrip())
+    print("-" * (w0 + w1 + w2 + 13))
+    print("bytes/commit: the encoded envelope the runtime hands to the adapter (a proxy for the bytes written);")
+    print("stored: file size, SQLite length(data), Redis HSTRLEN d, PostgreSQL pg_column_size(data) (TOAST-compressed)")
+    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in res["verdicts"].items()))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = QUICK if args.quick else FULL
+    t0 = perf_counter()
+    res: dict[str, Any] = {"environment": environment(args.quick), "config": cfg, "backends": list(args.backends),
+                           "results": {}, "servers": {}, "profiles": {}}
+    for backend in make_backends(args):
+        try:
+            await backend.open()
+        except Unavailable as exc:
+            res["results"][backend.name] = {"skipped": str(exc)}
+            print(f"{backend.name}: skipped: {exc}", file=sys.stderr)
+            continue
+        try:
+            if getattr(backend, "server_version", None):
+                res["servers"][backend.name] = backend.server_version  # type: ignore[attr-defined]
+            print(f"{backend.name}: measuring...", file=sys.stderr)
+            res["results"][backend.name] = {
+                "throughput": await bench_throughput(backend, cfg),
+                "bytes_per_commit": await bench_bytes(backend, cfg),
+            }
+            if not args.no_multiprocess:
+                multi = await bench_multiprocess(backend, cfg, args.retries)
+                if multi is not None:
+                    res["results"][backend.name]["multiprocess"] = multi
+            if args.profile:
+                res["profiles"][backend.name] = await profile_commits(backend, cfg["commits"][backend.name])
+        finally:
+            await backend.close()
+    res["verdicts"] = {
+        f"{name}_ratio_vs_raw": res["results"][name].get("throughput", {}).get("pass")
+        for name in TARGETED if name in res["results"]
+    }
+    for name, result in res["results"].items():
+        if "multiprocess" in result:
+            res["verdicts"][f"{name}_multiprocess_exact"] = result["multiprocess"]["pass"]
+    res["elapsed_s"] = perf_counter() - t0
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:  # one process of the multi-process run (see bench_multiprocess)
+        url, key, count, ready, start, retries = argv[1:7]
+        report = asyncio.run(worker(url, key, int(count), ready, start, int(retries) if retries else None))
+        print(json.dumps(report))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile of each backend's CLP commit loop (top 25 by own time)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="which backends")
+    parser.add_argument("--no-multiprocess", action="store_true", help="skip the several-processes-on-one-key run")
+    parser.add_argument("--retries", type=int, default=None,
+                        help="max_conflict_retries of the multi-process workers (default: the runtime's own)")
+    parser.add_argument("--redis-url", default=os.environ.get("CLP_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--postgres-dsn",
+                        default=os.environ.get("CLP_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "storage.json", help="JSON results file")
+    parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    res = asyncio.run(run(args))
+    print_report(res)
+    print(f"elapsed {res['elapsed_s']:.1f} s")
+    for name, text in res["profiles"].items():
+        print(f"\n== profile: {name}, CLP execute with storage ==")
+        print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({k: v for k, v in res.items() if k != "profiles"}, indent=2) + "\n")
+    print(f"results written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    missed = [k for k, v in res["verdicts"].items() if v is False]
+    return 1 if (missed and args.fail_on_miss) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
