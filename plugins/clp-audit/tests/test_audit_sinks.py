@@ -182,7 +182,7 @@ async def test_saga_entries_and_replays_are_shipped() -> None:
     assert shipped[3].replay and shipped[3].idempotency_key == "pay:A"
     assert [(e.detail or {}).get("kind") for e in shipped if e.phase == "saga"] == [
         "saga_started", "step_started", "step_completed", "step_started", "step_failed",
-        "step_compensated", "saga_compensated"]
+        "compensation_started", "step_compensated", "saga_compensated"]
 
 
 async def test_dates_and_other_values_are_encoded(tmp_path: Path) -> None:
