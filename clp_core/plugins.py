@@ -7,9 +7,10 @@ fails to import is recorded with its name and cause and does not take the others
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -84,6 +85,34 @@ def discover(refresh: bool = False) -> list[PluginRecord]:
     return records
 
 
+class Inactive:
+    """What a plugin's ``configure`` returns when its options give it nothing to do: it stays
+    enabled, implements no hook (so it costs nothing), and ``clp plugins`` shows ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<inactive: {self.reason}>"
+
+
+_shared: dict[tuple[Any, str], Any] = {}
+
+
+def shared(factory: Callable[[Mapping[str, Any]], Any], options: Mapping[str, Any]) -> Any:
+    """``factory(options)``, built once per process for equal options, so that runtimes
+    configured alike share one instance (one rate budget, one circuit). Options that cannot
+    be compared (not JSON-like) give a new instance each time."""
+    try:
+        token = json.dumps(dict(options), sort_keys=True)
+    except (TypeError, ValueError):
+        return factory(options)
+    key = (factory, token)
+    if key not in _shared:
+        _shared[key] = factory(options)
+    return _shared[key]
+
+
 @attrs.define
 class PluginStatus:
     """A discovered plugin as one configuration sees it (what ``clp plugins`` lists)."""
@@ -134,6 +163,8 @@ def plugin_statuses(config: PluginConfig | None = None) -> list[PluginStatus]:
                 logger.warning("clp plugin %s failed to configure: %s", record.name, status.error)
             else:
                 instance = plugin if configured is None else configured
+                if isinstance(instance, Inactive):
+                    status.reason = f"{status.reason}; inactive: {instance.reason}"
         status.enabled = enabled
         status.instance = instance if enabled else None
         status.hooks = _implemented_hooks(instance)

@@ -156,3 +156,23 @@ def test_off_by_default_plugins_need_enabling(site: Path) -> None:
 def test_bad_config_is_a_config_error(bad: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_config(bad, cwd=tmp_path)
+
+
+def test_inactive_plugins_and_shared_instances(site: Path) -> None:
+    source = (
+        "from clp_core.plugins import Inactive, shared\n"
+        "class Budget:\n"
+        "    def __init__(self, options):\n"
+        "        self.options = dict(options)\n"
+        "    def before_dispatch(self, intent):\n"
+        "        pass\n"
+        "def configure(options):\n"
+        "    return shared(Budget, options) if options else Inactive('no limits configured')\n"
+    )
+    write_distribution(site, "budget", "clptest_budget", source)
+    refresh()
+    status = {s.name: s for s in plugins.plugin_statuses()}["budget"]
+    assert status.enabled and status.hooks == [] and status.reason.endswith("inactive: no limits configured")
+    config = load_config({"plugins": {"budget": {"limit": 3}}})
+    one, two = (next(s for s in plugins.plugin_statuses(config) if s.name == "budget") for _ in range(2))
+    assert one.instance is two.instance and one.hooks == ["before_dispatch"]

@@ -17,17 +17,16 @@ Or through configuration (``[plugins.clp-breaker]``); the plugin is a no-op unti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from clp_core.plugins import Inactive, shared
 
 from ._plugin import CIRCUIT_PHASES, BreakerPlugin, CircuitOpenError, default_is_failure
 
 __version__ = "0.2.0"
 
 name = "clp-breaker"
-
-_configured: dict[str, BreakerPlugin] = {}
 
 
 def configure(options: Mapping[str, Any]) -> BreakerPlugin | Inactive:
@@ -36,32 +35,11 @@ def configure(options: Mapping[str, Any]) -> BreakerPlugin | Inactive:
     The same options give the same instance within a process, so runtimes configured alike
     share their circuits (with ``memory://`` the state lives in the instance).
     """
-    try:
-        token = json.dumps(dict(options), sort_keys=True, default=repr)
-    except TypeError:
-        return _active(BreakerPlugin.from_options(options))
-    plugin = _configured.get(token)
-    if plugin is None:
-        plugin = _configured[token] = BreakerPlugin.from_options(options)
-    return _active(plugin)
+    return _active(shared(BreakerPlugin.from_options, options))
 
 
 def _active(plugin: BreakerPlugin) -> BreakerPlugin | Inactive:
     return plugin if plugin.circuits else Inactive("no fail_max or circuits configured")
-
-
-class Inactive:
-    """What :func:`configure` returns while nothing is configured: an object with no hooks,
-    so an installed but unconfigured plugin costs nothing (``clp plugins`` lists it enabled,
-    with no hooks)."""
-
-    name = "clp-breaker"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"<{self.name}: inactive, {self.reason}>"
 
 
 __all__ = ["Inactive", "CIRCUIT_PHASES", "BreakerPlugin", "CircuitOpenError", "configure", "default_is_failure"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from clp_core.plugins import Inactive
+
 from ._plugin import (
     DEFAULT_EVENTS,
     DELIVERY_HEADER,
@@ -41,20 +43,6 @@ def configure(options: Mapping[str, Any]) -> WebhookPlugin | Inactive:
     each with its own queue, flushed when that runtime closes."""
     plugin = WebhookPlugin.from_options(options)
     return plugin if plugin.urls else Inactive("no url configured")
-
-
-class Inactive:
-    """What :func:`configure` returns while no URL is configured: an object with no hooks,
-    so an installed but unconfigured plugin costs nothing (``clp plugins`` lists it enabled,
-    with no hooks)."""
-
-    name = "clp-webhooks"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"<{self.name}: inactive, {self.reason}>"
 
 
 __all__ = [
