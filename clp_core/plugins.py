@@ -192,9 +192,15 @@ def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
 
 
 def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
-    """A manager holding the enabled plugins (or ``plugins``), for registration hooks."""
+    """A manager holding the enabled entry-point plugins as loaded (or ``plugins``), for the
+    registration hooks (storage schemes, validators, commands): these are module-level, so
+    no plugin is configured for them."""
     pm = ClpPluginManager()
-    for plugin in active_plugins() if plugins is None else plugins:
+    if plugins is None:
+        config = process_config()
+        plugins = [r.plugin for r in discover() if r.plugin is not None
+                   and config.state_of(r.name, getattr(r.plugin, "enabled_by_default", True))[0]]
+    for plugin in plugins:
         if not pm.is_registered(plugin):
             pm.register(plugin)
     return pm
