@@ -137,7 +137,7 @@ def _implemented_hooks(plugin: Any) -> list[str]:
                    if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls()})
 
 
-def plugin_statuses(config: PluginConfig | None = None) -> list[PluginStatus]:
+def plugin_statuses(config: PluginConfig | None = None, *, with_hooks: bool = True) -> list[PluginStatus]:
     """Every discovered plugin, enabled or not and why; enabled ones configured.
 
     A plugin that fails to load or to configure is reported here, disabled, and the others
@@ -167,7 +167,7 @@ def plugin_statuses(config: PluginConfig | None = None) -> list[PluginStatus]:
                     status.reason = f"{status.reason}; inactive: {instance.reason}"
         status.enabled = enabled
         status.instance = instance if enabled else None
-        status.hooks = _implemented_hooks(instance)
+        status.hooks = _implemented_hooks(instance) if with_hooks else []
         statuses.append(status)
     return statuses
 
@@ -188,7 +188,7 @@ def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
     config = process_config()
     if overrides:
         config = config.merged(overrides, "create_runtime(config=...)")
-    return [s.instance for s in plugin_statuses(config) if s.enabled]
+    return [s.instance for s in plugin_statuses(config, with_hooks=False) if s.enabled]
 
 
 def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
