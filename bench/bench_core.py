@@ -28,29 +28,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import gc
-import io
-import json
-import platform
-import pstats
-import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+from _common import (
+    CORE_ONLY,
+    Row,
+    add_result_options,
+    counter_contract,
+    exit_status,
+    fmt_bytes,
+    fmt_rate,
+    print_table,
+    print_targets,
+    profile_text,
+    run_environment,
+    settle,
+    shown_path,
+    small_records,
+    time_dispatch_commits,
+    time_executes,
+    verdict,
+    write_results,
+)
 
-import clp_core as clp  # noqa: E402
-
-# The core alone: installed entry-point plugins (otel, audit...) are measured by bench_plugins.py.
-CORE_ONLY = {"disable": ["*"]}
+# _common has put the repository root on sys.path: clp_core imports from a checkout too
+import clp_core as clp
 
 
 def _load_machine() -> tuple[Any, str | None]:
@@ -86,23 +91,7 @@ QUICK = {
 }
 
 
-# -- the contracts ----------------------------------------------------------------------------
-def counter_contract() -> clp.Contract:
-    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``."""
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={
-            "apply": {
-                "when": lambda ctx: ctx.intent.complete,
-                "effects": lambda ctx: {
-                    "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
-                },
-            }
-        },
-    )
-
-
+# -- the contracts (the counter itself is _common.counter_contract) ----------------------------
 def nested_counter_contract() -> clp.Contract:
     """The counter writing ``data.count``, inside the (possibly huge) ``data`` object."""
     return clp.create_contract(
@@ -119,17 +108,12 @@ def nested_counter_contract() -> clp.Contract:
     )
 
 
-def records(n: int) -> dict[str, Any]:
-    """``n`` keys holding small records (containers, so a deep copy or a GC pass would show)."""
-    return {f"k{i}": {"id": i, "name": f"item {i}"} for i in range(n)}
-
-
 def wide_state(others: int) -> dict[str, Any]:
-    return {"count": 0, **records(others)}
+    return {"count": 0, **small_records(others)}
 
 
 def nested_state(others: int) -> dict[str, Any]:
-    return {"data": {"count": 0, **records(others)}}
+    return {"data": {"count": 0, **small_records(others)}}
 
 
 class CounterModel:
@@ -159,60 +143,7 @@ def counter_machine() -> CounterModel:
     return model
 
 
-# -- helpers ----------------------------------------------------------------------------------
-def settle() -> None:
-    gc.collect()
-
-
-async def best_of(reps: int, run: Callable[[], Awaitable[float]]) -> tuple[float, list[float]]:
-    """Best (smallest) of ``reps`` timings and all of them."""
-    times = []
-    for _ in range(reps):
-        settle()
-        times.append(await run())
-    return min(times), times
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}/s"
-
-
-def fmt_us(seconds: float) -> str:
-    return f"{seconds * 1e6:.2f} us"
-
-
-def fmt_bytes(n: float) -> str:
-    if abs(n) >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.2f} MiB"
-    if abs(n) >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n:.0f} B"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-# -- 1. throughput ----------------------------------------------------------------------------
-async def clp_pairs(runtime: clp.Runtime, n: int) -> float:
-    dispatch, commit = runtime.dispatch, runtime.commit
-    payload = {"amount": 1}
-    t0 = perf_counter()
-    for _ in range(n):
-        await dispatch("increment", payload)
-        await commit()
-    return perf_counter() - t0
-
-
-async def clp_executes(runtime: clp.Runtime, n: int) -> float:
-    execute = runtime.execute
-    payload = {"amount": 1}
-    t0 = perf_counter()
-    for _ in range(n):
-        await execute("increment", payload)
-    return perf_counter() - t0
-
-
+# -- 1. throughput (CLP's loops are _common.time_dispatch_commits and time_executes) ------------
 async def machine_triggers(model: CounterModel, n: int) -> float:
     trigger = model.increment  # type: ignore[attr-defined]
     t0 = perf_counter()
@@ -228,8 +159,8 @@ async def bench_throughput(cfg: dict[str, int]) -> dict[str, Any]:
     exec_rt = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)
     model = counter_machine() if AsyncMachine is not None else None
 
-    await clp_pairs(pairs_rt, warm)
-    await clp_executes(exec_rt, warm)
+    await time_dispatch_commits(pairs_rt, warm)
+    await time_executes(exec_rt, warm)
     if model is not None:
         await machine_triggers(model, warm)
 
@@ -237,9 +168,9 @@ async def bench_throughput(cfg: dict[str, int]) -> dict[str, Any]:
     clp_t, exec_t, fsm_t = [], [], []
     for _ in range(reps):
         settle()
-        clp_t.append(await clp_pairs(pairs_rt, n))
+        clp_t.append(await time_dispatch_commits(pairs_rt, n))
         settle()
-        exec_t.append(await clp_executes(exec_rt, n))
+        exec_t.append(await time_executes(exec_rt, n))
         if model is not None:
             settle()
             fsm_t.append(await machine_triggers(model, n))
@@ -349,12 +280,12 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
     # Warm a throwaway runtime first so that one-off allocations (caches, interned
     # strings, the event loop's structures) are not charged to the log.
     warm = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=10, config=CORE_ONLY)
-    await clp_pairs(warm, 200)
+    await time_dispatch_commits(warm, 200)
     del warm
 
     n = cfg["mem_commits"]
     unbounded = clp.create_runtime(contract, initial_state={"count": 0}, log_limit=None, config=CORE_ONLY)
-    await clp_pairs(unbounded, 1)  # first-call allocations outside the measurement
+    await time_dispatch_commits(unbounded, 1)  # first-call allocations outside the measurement
     entries_before = len(unbounded.get_log())
     grown = await retained_after(unbounded, [n])
     entries = len(unbounded.get_log()) - entries_before
@@ -391,41 +322,14 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
 # -- profile ----------------------------------------------------------------------------------
 async def profile_pairs(n: int, top: int = 25) -> str:
     runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0}, config=CORE_ONLY)
-    await clp_pairs(runtime, 1000)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    await clp_pairs(runtime, n)
-    profiler.disable()
-    buf = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buf)
-    stats.sort_stats("tottime").print_stats(top)
-    return buf.getvalue()
+    await time_dispatch_commits(runtime, 1000)
+    return await profile_text(lambda: time_dispatch_commits(runtime, n), top)
 
 
 # -- main -------------------------------------------------------------------------------------
-def environment(quick: bool) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-    except Exception:  # informative only
-        commit = None
-    return {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mode": "quick" if quick else "full",
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "clp_core": getattr(clp, "__version__", None),
-        "transitions": TRANSITIONS_VERSION,
-        "git_commit": commit,
-    }
-
-
 def print_report(res: dict[str, Any]) -> None:
     tp, cs, lm = res["throughput"], res["commit_scaling"], res["log_memory"]
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     rows.append(("CLP dispatch+commit", fmt_rate(tp["clp_dispatch_commit_per_s"]),
                  f"{tp['clp_dispatch_commit_us']:.2f} us/pair", ""))
     if tp.get("transitions_triggers_per_s"):
@@ -451,24 +355,18 @@ def print_report(res: dict[str, Any]) -> None:
     rows.append((f"  vs {LOG_LIMIT} entries' worth ({fmt_bytes(lm['budget_bytes'])})", f"{lm['ratio']:.2f}x",
                  f"target <= {TARGET_LOG_BOUND:g}x, kept {lm['bounded_entries_kept']}", verdict(lm["pass"])))
 
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows)
     env = res["environment"]
     print(f"clp_core {env['clp_core']} | transitions {env['transitions']} | Python {env['python']} "
           f"| {env['platform']} | {env['mode']} run")
-    print(f"{'measure':<{w0}}  {'value':>{w1}}  {'detail':<{w2}}  verdict")
-    print("-" * (w0 + w1 + w2 + 13))
-    for a, b, c, d in rows:
-        print(f"{a:<{w0}}  {b:>{w1}}  {c:<{w2}}  {d}".rstrip())
-    print("-" * (w0 + w1 + w2 + 13))
-    print("targets: " + ", ".join(f"{k} {verdict(v) if v is not None else 'SKIP'}" for k, v in res["verdicts"].items()))
+    print_table(rows)
+    print_targets(res["verdicts"])
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = QUICK if args.quick else FULL
     t0 = perf_counter()
-    res: dict[str, Any] = {"environment": environment(args.quick), "config": cfg}
+    res: dict[str, Any] = {"environment": run_environment(args.quick, transitions=TRANSITIONS_VERSION),
+                           "config": cfg}
     res["throughput"] = await bench_throughput(cfg)
     res["commit_scaling"] = await bench_commit_scaling(cfg)
     res["log_memory"] = await bench_log_memory(cfg)
@@ -490,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also print a cProfile of dispatch+commit (top 25 by own time)"
     )
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "core.json", help="JSON results file")
-    parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    add_result_options(parser, "core.json")
     args = parser.parse_args(argv)
 
     res = asyncio.run(run(args))
@@ -500,11 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print()
         print(res["profile"])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=2) + "\n")
-    print(f"results written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    missed = [k for k, v in res["verdicts"].items() if v is False]
-    return 1 if (missed and args.fail_on_miss) else 0
+    write_results(args.output, {k: v for k, v in res.items() if k != "profile"})
+    print(f"results written to {shown_path(args.output)}")
+    return exit_status(res["verdicts"], args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -47,33 +47,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import gc
-import io
-import json
 import os
-import platform
-import pstats
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+from _common import (
+    CORE_ONLY,
+    Row,
+    add_result_options,
+    exit_status,
+    fmt_bytes,
+    print_table,
+    print_targets,
+    profile_text,
+    run_environment,
+    settle,
+    shown_path,
+    small_records,
+    verdict,
+    write_results,
+)
 
-import clp_core as clp  # noqa: E402
-from clp_core.events import MemoryEventStore, Snapshot, SQLiteEventStore, replay, snapshot_to_json  # noqa: E402
+# _common has put the repository root on sys.path: clp_core imports from a checkout too
+import clp_core as clp
+from clp_core.events import MemoryEventStore, Snapshot, SQLiteEventStore, replay, snapshot_to_json
 
-# The core alone: installed entry-point plugins (otel, audit...) are measured by bench_plugins.py.
-CORE_ONLY = {"disable": ["*"]}
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 AGGREGATE = "bench:ledger"
 
@@ -127,14 +130,10 @@ def ledger_contract() -> clp.Contract:
 def wide_state(others: int) -> dict[str, Any]:
     """``count`` and ``others`` keys holding small records. ``count`` starts at 10,000 so
     that the measured commits keep its length (5 digits) until the growing commit."""
-    return {"count": 10_000, **{f"k{i}": {"id": i, "name": f"item {i}"} for i in range(others)}}
+    return {"count": 10_000, **small_records(others)}
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def settle() -> None:
-    gc.collect()
-
-
 async def timings(reps: int, run: Callable[[], Awaitable[Any]]) -> list[float]:
     """Seconds of each of ``reps`` runs, after one warm-up run."""
     await run()
@@ -147,20 +146,8 @@ async def timings(reps: int, run: Callable[[], Awaitable[Any]]) -> list[float]:
     return out
 
 
-def fmt_bytes(n: float) -> str:
-    if abs(n) >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.2f} MiB"
-    if abs(n) >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n:.0f} B"
-
-
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
-
-
-def verdict(ok: bool | None) -> str:
-    return "SKIP" if ok is None else ("PASS" if ok else "MISS")
 
 
 def wal_path(path: str) -> str:
@@ -443,40 +430,17 @@ async def bench_rebuild(cfg: dict[str, int], folder: str, profile: bool) -> dict
     }
     out["pass"] = out["hydrate"]["pass"] and out["longest_tail"]["pass"]
     if profile or not out["pass"]:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(5):
-            await longest_tail()
-        profiler.disable()
-        buf = io.StringIO()
-        pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(20)
-        out["profile"] = buf.getvalue()
+        async def five_longest_tails() -> None:
+            for _ in range(5):
+                await longest_tail()
+
+        out["profile"] = await profile_text(five_longest_tails, 20)
     await warm.close()
     return out
 
 
 # -- report -----------------------------------------------------------------------------------
-def environment(quick: bool) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-    except Exception:  # informative only
-        commit = None
-    return {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mode": "quick" if quick else "full",
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "clp_core": getattr(clp, "__version__", None),
-        "sqlite": sqlite3.sqlite_version,
-        "git_commit": commit,
-    }
-
-
-def replay_report_rows(label: str, res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def replay_report_rows(label: str, res: dict[str, Any]) -> list[Row]:
     rows = []
     plain, snap = res["no_snapshots"]["latest"], res["snapshots"]
     rows.append((f"{label}: replay, no snapshots", f"{plain['events_per_s']:,.0f} ev/s",
@@ -495,7 +459,7 @@ def replay_report_rows(label: str, res: dict[str, Any]) -> list[tuple[str, str, 
 def print_report(res: dict[str, Any]) -> None:
     by, rp, rb = res["bytes_per_commit"], res["replay"], res["rebuild"]
     ev, st = by["event_store"], by["full_state"]
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     for size in ("small", "big"):
         e = ev[size]
         rows.append((f"event store, {e['keys']:,} keys: bytes/commit", fmt_bytes(e["record_bytes"]),
@@ -538,27 +502,21 @@ def print_report(res: dict[str, Any]) -> None:
                  f"snapshot {t['snapshot_seq']:,} + {t['tail']} (median {fmt_ms(t['median_s'])}); target < 50 ms",
                  verdict(t["pass"])))
 
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows)
     env = res["environment"]
     print(f"clp_core {env['clp_core']} | SQLite {env['sqlite']} | Python {env['python']} "
           f"| {env['platform']} | {env['mode']} run")
-    print(f"{'measure':<{w0}}  {'value':>{w1}}  {'detail':<{w2}}  verdict")
-    print("-" * (w0 + w1 + w2 + 13))
-    for a, b, c, d in rows:
-        print(f"{a:<{w0}}  {b:>{w1}}  {c:<{w2}}  {d}".rstrip())
-    print("-" * (w0 + w1 + w2 + 13))
+    print_table(rows)
     print(f"streams: {rb['build']}; the {rb['events']:,}-event stream took "
           f"{rb['build_in_memory_s']:.1f} s to execute and {rb['sqlite_bulk_load_s']:.2f} s to load "
           f"({fmt_bytes(rb['db_bytes'])} file)")
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in res["verdicts"].items()))
+    print_targets(res["verdicts"])
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = QUICK if args.quick else FULL
     t0 = perf_counter()
-    res: dict[str, Any] = {"environment": environment(args.quick), "config": cfg}
+    res: dict[str, Any] = {"environment": run_environment(args.quick, sqlite=sqlite3.sqlite_version),
+                           "config": cfg}
     with tempfile.TemporaryDirectory(prefix="clp-bench-events-") as folder:
         res["bytes_per_commit"] = await bench_bytes(cfg, folder)
         res["replay"] = await bench_replay(cfg, folder)
@@ -577,8 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, a 20,000-event rebuild stream")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of the longest-tail rebuild (printed anyway on a MISS)")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "events.json", help="JSON results file")
-    parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    add_result_options(parser, "events.json")
     args = parser.parse_args(argv)
 
     res = asyncio.run(run(args))
@@ -588,11 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     if profile:
         print()
         print(profile)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"results written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    missed = [k for k, v in res["verdicts"].items() if v is False]
-    return 1 if (missed and args.fail_on_miss) else 0
+    write_results(args.output, res)
+    print(f"results written to {shown_path(args.output)}")
+    return exit_status(res["verdicts"], args.fail_on_miss)
 
 
 if __name__ == "__main__":

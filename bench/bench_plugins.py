@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
-import time
-from pathlib import Path
 from typing import Any
 
+from _common import CORE_ONLY, RESULTS_DIR, settle, time_executes, write_results
+
+# _common has put the repository root on sys.path: clp_core imports from a checkout too
 import clp_core as clp
 
 HOOKS = ("before_dispatch", "after_dispatch", "before_propose", "after_propose",
@@ -47,17 +46,15 @@ def contract() -> clp.Contract:
 
 
 async def rate(runtime: clp.Runtime, n: int) -> float:
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(n):
-        await runtime.execute("increment", {"amount": 1})
-    return n / (time.perf_counter() - start)
+    """``execute("increment", {"amount": 1})`` per second over ``n`` calls, after a full GC."""
+    settle()
+    return n / await time_executes(runtime, n)
 
 
 async def main(quick: bool) -> dict[str, Any]:
     n, reps = (2_000, 3) if quick else (10_000, 5)
-    bare = clp.create_runtime(contract(), config={"disable": ["*"]})
-    hooked = clp.create_runtime(contract(), config={"disable": ["*"]},
+    bare = clp.create_runtime(contract(), config=CORE_ONLY)
+    hooked = clp.create_runtime(contract(), config=CORE_ONLY,
                                 middleware=[noop_plugin(i) for i in range(10)])
     assert all(hooked.hooks.has(h) for h in HOOKS)
     await rate(bare, n // 5)
@@ -78,6 +75,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke runs")
     results = asyncio.run(main(parser.parse_args().quick))
-    out = Path(__file__).parent / "results" / "plugins.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS_DIR / "plugins.json", results)

@@ -46,15 +46,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
-import gc
-import io
 import json
 import os
-import platform
-import pstats
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,17 +56,31 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+from _common import (
+    CORE_ONLY,
+    ROOT,
+    Row,
+    add_result_options,
+    counter_contract,
+    exit_status,
+    fmt_bytes,
+    fmt_rate,
+    print_table,
+    print_targets,
+    profile_text,
+    run_environment,
+    settle,
+    shown_path,
+    small_records,
+    time_executes,
+    verdict,
+    write_results,
+)
 
-import clp_core as clp  # noqa: E402
-from clp_core.storage import codec  # noqa: E402
-from clp_core.storage.filesystem import key_to_filename  # noqa: E402
-
-# The core alone: installed entry-point plugins (otel, audit...) are measured by bench_plugins.py.
-CORE_ONLY = {"disable": ["*"]}
+# _common has put the repository root on sys.path: clp_core imports from a checkout too
+import clp_core as clp
+from clp_core.storage import codec
+from clp_core.storage.filesystem import key_to_filename
 
 perf_counter = time.perf_counter
 
@@ -97,26 +105,10 @@ QUICK: dict[str, Any] = {
 }
 
 
-# -- the contract and states ------------------------------------------------------------------
-def counter_contract() -> clp.Contract:
-    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``."""
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={
-            "apply": {
-                "when": lambda ctx: ctx.intent.complete,
-                "effects": lambda ctx: {
-                    "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
-                },
-            }
-        },
-    )
-
-
+# -- the states (the contract is _common.counter_contract) -------------------------------------
 def wide_state(keys: int) -> dict[str, Any]:
     """``count`` and ``keys - 1`` small records (as bench_core's commit-scaling states)."""
-    return {"count": 0, **{f"k{i}": {"id": i, "name": f"item {i}"} for i in range(keys - 1)}}
+    return {"count": 0, **small_records(keys - 1)}
 
 
 def counter_document(count: int) -> dict[str, Any]:
@@ -129,30 +121,8 @@ def envelope_bytes(state: dict[str, Any]) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def settle() -> None:
-    gc.collect()
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}/s"
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    if abs(n) >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.2f} MiB"
-    if abs(n) >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n:.0f} B"
-
-
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
-
-
-def verdict(ok: bool | None) -> str:
-    return "SKIP" if ok is None else ("PASS" if ok else "MISS")
 
 
 async def adapter_saves(adapter: Any, key: str, document: dict[str, Any], version: int, n: int) -> tuple[float, int]:
@@ -165,11 +135,8 @@ async def adapter_saves(adapter: Any, key: str, document: dict[str, Any], versio
 
 
 async def clp_executes(runtime: clp.Runtime, n: int) -> float:
-    execute = runtime.execute
-    t0 = perf_counter()
-    for _ in range(n):
-        await execute("increment")
-    return perf_counter() - t0
+    """Seconds for ``n`` ``execute("increment")`` (no payload), back to back."""
+    return await time_executes(runtime, n, amount=None)
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -699,16 +666,9 @@ async def profile_commits(backend: Backend, n: int, top: int = 25) -> str:
     try:
         await runtime.hydrate()
         await clp_executes(runtime, 200)
-        profiler = cProfile.Profile()
-        profiler.enable()
-        await clp_executes(runtime, n)
-        profiler.disable()
+        return await profile_text(lambda: clp_executes(runtime, n), top)
     finally:
         await runtime.close()
-    buf = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buf)
-    stats.sort_stats("tottime").print_stats(top)
-    return buf.getvalue()
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -721,30 +681,8 @@ def _version(module: str) -> str | None:
         return None
 
 
-def environment(quick: bool) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-    except Exception:  # informative only
-        commit = None
-    return {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mode": "quick" if quick else "full",
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "clp_core": getattr(clp, "__version__", None),
-        "redis_py": _version("redis"),
-        "asyncpg": _version("asyncpg"),
-        "git_commit": commit,
-    }
-
-
 def print_report(res: dict[str, Any]) -> None:
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     for name in res["backends"]:
         b = res["results"][name]
         if "skipped" in b:
@@ -780,29 +718,24 @@ def print_report(res: dict[str, Any]) -> None:
                          f"{mp['most_conflicts_in_one_commit']}/{mp['max_conflict_retries']}; lost {mp['lost']}, "
                          f"gave up {mp['gave_up']}", verdict(mp["pass"])))
 
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows)
     env = res["environment"]
     servers = ", ".join(f"{k} {v}" for k, v in res.get("servers", {}).items())
     print(f"clp_core {env['clp_core']} | redis-py {env['redis_py']} | asyncpg {env['asyncpg']} | "
           f"Python {env['python']} | {env['platform']} | {env['cpus']} CPUs | {env['mode']} run")
     if servers:
         print(f"servers: {servers}")
-    print(f"{'measure':<{w0}}  {'value':>{w1}}  {'detail':<{w2}}  verdict")
-    print("-" * (w0 + w1 + w2 + 13))
-    for a, b_, c, d in rows:
-        print(f"{a:<{w0}}  {b_:>{w1}}  {c:<{w2}}  {d}".rstrip())
-    print("-" * (w0 + w1 + w2 + 13))
+    print_table(rows)
     print("bytes/commit: the encoded envelope the runtime hands to the adapter (a proxy for the bytes written);")
     print("stored: file size, SQLite length(data), Redis HSTRLEN d, PostgreSQL pg_column_size(data) (TOAST-compressed)")
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in res["verdicts"].items()))
+    print_targets(res["verdicts"])
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = QUICK if args.quick else FULL
     t0 = perf_counter()
-    res: dict[str, Any] = {"environment": environment(args.quick), "config": cfg, "backends": list(args.backends),
+    environment = run_environment(args.quick, cpus=os.cpu_count(), redis_py=_version("redis"),
+                                  asyncpg=_version("asyncpg"))
+    res: dict[str, Any] = {"environment": environment, "config": cfg, "backends": list(args.backends),
                            "results": {}, "servers": {}, "profiles": {}}
     for backend in make_backends(args):
         try:
@@ -856,8 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=os.environ.get("CLP_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--postgres-dsn",
                         default=os.environ.get("CLP_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "storage.json", help="JSON results file")
-    parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    add_result_options(parser, "storage.json")
     args = parser.parse_args(argv)
 
     res = asyncio.run(run(args))
@@ -866,11 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in res["profiles"].items():
         print(f"\n== profile: {name}, CLP execute with storage ==")
         print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({k: v for k, v in res.items() if k != "profiles"}, indent=2) + "\n")
-    print(f"results written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    missed = [k for k, v in res["verdicts"].items() if v is False]
-    return 1 if (missed and args.fail_on_miss) else 0
+    write_results(args.output, {k: v for k, v in res.items() if k != "profiles"})
+    print(f"results written to {shown_path(args.output)}")
+    return exit_status(res["verdicts"], args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,12 +39,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+from _common import (
+    RESULTS_DIR,
+    counter_contract,
+    exit_status,
+    git_commit,
+    settle,
+    time_dispatch_commits,
+    time_executes,
+    write_results,
+)
 
-import clp_core as clp  # noqa: E402
+# _common has put the repository root on sys.path: clp_core imports from a checkout too
+import clp_core as clp
 
 try:
     import clp_pydantic
@@ -76,49 +80,11 @@ class CounterState(BaseModel):
     count: int = Field(default=0, ge=0)
 
 
-def counter_contract() -> clp.Contract:
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={
-            "apply": {
-                "when": lambda ctx: ctx.intent.complete,
-                "effects": lambda ctx: {
-                    "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)
-                },
-            }
-        },
-    )
-
-
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "off": None,
     "type_strings": {"strict": True},
     "models": {"strict": True, "schema": {"increment": IncrementPayload}, "state": CounterState},
 }
-
-
-def settle() -> None:
-    gc.collect()
-
-
-async def pairs(runtime: clp.Runtime, n: int) -> float:
-    dispatch, commit = runtime.dispatch, runtime.commit
-    payload = {"amount": 1}
-    t0 = perf_counter()
-    for _ in range(n):
-        await dispatch("increment", payload)
-        await commit()
-    return perf_counter() - t0
-
-
-async def executes(runtime: clp.Runtime, n: int) -> float:
-    execute = runtime.execute
-    payload = {"amount": 1}
-    t0 = perf_counter()
-    for _ in range(n):
-        await execute("increment", payload)
-    return perf_counter() - t0
 
 
 async def interleaved(cfg: dict[str, int], run: Callable[[clp.Runtime, int], Awaitable[float]]) -> dict[str, Any]:
@@ -177,24 +143,16 @@ def call_cost(cfg: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return None
-
-
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "validation.json")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "validation.json")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
 
-    pair = await interleaved(cfg, pairs)
-    execute = await interleaved(cfg, executes)
+    pair = await interleaved(cfg, time_dispatch_commits)
+    execute = await interleaved(cfg, time_executes)
     micro = call_cost(cfg)
 
     verdicts = {}
@@ -225,7 +183,7 @@ async def main(argv: list[str] | None = None) -> int:
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(),
             "clp_core": clp.__version__, "clp_pydantic": clp_pydantic.__version__,
-            "pydantic": pydantic.VERSION, "git_commit": git_commit(),
+            "pydantic": pydantic.VERSION, "git_commit": git_commit(short=False),
         },
         "config": {"quick": args.quick, **cfg},
         "dispatch_commit": pair,
@@ -233,11 +191,9 @@ async def main(argv: list[str] | None = None) -> int:
         "validator_calls_us": micro,
         "verdicts": verdicts,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(args.output, result)
     print(f"results written to {args.output}")
-    missed = [name for name, v in verdicts.items() if not v["pass"]]
-    return 1 if args.fail_on_miss and missed else 0
+    return exit_status({name: v["pass"] for name, v in verdicts.items()}, args.fail_on_miss)
 
 
 if __name__ == "__main__":
