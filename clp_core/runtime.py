@@ -313,6 +313,7 @@ class Runtime:
                 await self._ensure_hydrated()
                 intent, entry = await self._dispatch(name, payload)
         except ClpError as exc:
+            await self._flush()  # the entries first, then the error: as in execute()
             await self._report(exc, "dispatch")
             raise
         finally:
@@ -334,6 +335,7 @@ class Runtime:
                 await self.hooks.call("before_propose", intent=intent)
                 proposal = await self._ask_provider(intent)
         except ClpError as exc:
+            await self._flush()  # the entries first, then the error: as in execute()
             await self._report(exc, "propose")
             raise
         finally:
@@ -358,6 +360,7 @@ class Runtime:
                                              proposal_source=staged.source))
                 return intent
         except ClpError as exc:
+            await self._flush()  # the entries first, then the error: as in execute()
             await self._report(exc, "accept")
             raise
         finally:
@@ -375,6 +378,7 @@ class Runtime:
                                              proposal_source=staged.source))
                 return self._intent
         except ClpError as exc:
+            await self._flush()  # the entries first, then the error: as in execute()
             await self._report(exc, "reject")
             raise
         finally:
@@ -388,6 +392,7 @@ class Runtime:
                 await self._ensure_hydrated()
                 entry = await self._commit(transition, outcome)
         except ClpError as exc:
+            await self._flush()
             await self._finish_failed_commit(exc, outcome)
             raise
         finally:

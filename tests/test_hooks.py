@@ -203,3 +203,26 @@ async def test_on_log_entry_keeps_log_order_when_hooks_await_under_concurrency()
     await asyncio.gather(*(rt.execute("increment", {}) for _ in range(30)))
     await asyncio.sleep(0.2)
     assert shipped == rt.get_log()
+
+
+@pytest.mark.parametrize("how", ["commit", "execute"])
+async def test_a_failed_commit_ships_its_entry_before_on_error(how: str) -> None:
+    seen: list[str] = []
+
+    class Spy:
+        def on_log_entry(self, entry: clp.LogEntry) -> None:
+            seen.append(f"entry:{entry.phase}")
+
+        def on_error(self, error: BaseException, phase: str) -> None:
+            seen.append(f"error:{phase}")
+
+    failing = clp.create_contract(intents={"go": {"inputs": {}}},
+                                  transitions={"t": {"effects": lambda ctx: 1 / 0}})
+    rt = clp.create_runtime(failing, middleware=[Spy()])
+    with pytest.raises(clp.errors.EffectError):
+        if how == "commit":
+            await rt.dispatch("go")
+            await rt.commit()
+        else:
+            await rt.execute("go")
+    assert seen == ["entry:dispatch", "entry:commit", "error:commit"]
