@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as _dt
 import uuid
@@ -34,14 +35,15 @@ def make_event(aggregate: str, seq: int, amount: int = 1, **extra: Any) -> Event
     )
 
 
-class EventStoreSuite:
+class EventStoreSuite(abc.ABC):
     """Conformance tests every event store passes."""
 
     tmp_path: Path
     aggregate: str
 
+    @abc.abstractmethod
     async def make_store(self) -> Any:
-        raise NotImplementedError("subclasses return a fresh event store")
+        """A fresh event store for one test."""
 
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[Any]:

@@ -16,6 +16,7 @@ does not make a healthy lifecycle fail, and that when one of its ``before_*`` ho
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -147,11 +148,12 @@ async def run_reference_lifecycle(plugin: Any) -> LifecycleRun:
     return LifecycleRun(everything.calls, received.calls, implemented, runtime)
 
 
-class PluginSuite:
+class PluginSuite(abc.ABC):
     """Conformance tests for a plugin; subclass and implement :meth:`make_plugin`."""
 
+    @abc.abstractmethod
     def make_plugin(self) -> Any:
-        raise NotImplementedError("subclasses return the plugin object (module or instance) to check")
+        """The plugin object (module or instance) to check."""
 
     def blocked_scenario(self) -> Callable[[Runtime], Awaitable[Any]] | None:
         """Override to return ``async def scenario(runtime)`` that makes the plugin refuse

@@ -22,6 +22,7 @@ Class attributes a subclass may change: ``large_value_size`` (characters of the 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import contextlib
@@ -165,7 +166,7 @@ def _assert_same(actual: Any, expected: Any, where: str = "document") -> None:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
 
 
-class StorageAdapterSuite:
+class StorageAdapterSuite(abc.ABC):
     """Tests every storage adapter must pass. Subclass it as ``Test...`` and implement
     :meth:`make_adapter` (and, to run the corruption tests, :meth:`write_raw`)."""
 
@@ -174,13 +175,13 @@ class StorageAdapterSuite:
     tmp_path: Path
 
     # -- what a subclass provides ---------------------------------------------------------
+    @abc.abstractmethod
     async def make_adapter(self) -> Any:
         """A fresh adapter for one test (``self.tmp_path`` is an empty folder of its own)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement async make_adapter()")
 
-    async def write_raw(self, adapter: Any, key: str, raw: bytes) -> None:
-        """Store ``raw`` as the stored form of ``key``, bypassing the adapter's encoding."""
-        raise NotImplementedError
+    #: Optional: ``async def write_raw(self, adapter, key, raw: bytes)`` stores ``raw`` as the
+    #: stored form of ``key``, bypassing the adapter's encoding (turns the corruption tests on).
+    write_raw: Any = None
 
     # -- fixtures ----------------------------------------------------------------------
     @pytest.fixture(autouse=True)
@@ -203,10 +204,9 @@ class StorageAdapterSuite:
             pytest.skip(f"{type(adapter).__name__} has no versioned saves (load_versioned/save_versioned)")
 
     async def _write_raw_or_skip(self, adapter: Any, key: str, raw: bytes) -> None:
-        try:
-            await self.write_raw(adapter, key, raw)
-        except NotImplementedError:
+        if self.write_raw is None:
             pytest.skip(f"{type(self).__name__} does not implement write_raw(); corruption tests skipped")
+        await self.write_raw(adapter, key, raw)
 
     async def _increment_concurrently(self, adapter: Any, key: str, writers: int, rounds: int) -> list[int]:
         """``writers`` tasks each add 1, ``rounds`` times, by read / versioned save / retry."""

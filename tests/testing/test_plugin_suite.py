@@ -93,6 +93,8 @@ async def test_the_kit_catches_a_crashing_hook() -> None:
 
 
 def _suite(plugin: Any) -> PluginSuite:
-    suite = PluginSuite()
-    suite.make_plugin = lambda: plugin  # type: ignore[method-assign]
-    return suite
+    class Suite(PluginSuite):
+        def make_plugin(self) -> Any:
+            return plugin
+
+    return Suite()
