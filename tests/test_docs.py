@@ -40,6 +40,14 @@ def test_pages_exist_and_have_examples():
         assert any(block_id.startswith(name + ":") for block_id, _ in BLOCKS), f"{name} has no runnable example"
 
 
+@pytest.mark.parametrize("page", sorted(p.name for p in (DOCS / "plugins").glob("*.md") if p.name != "writing.md"))
+def test_plugin_pages_have_an_example_and_an_install_line(page):
+    text = (DOCS / "plugins" / page).read_text(encoding="utf-8")
+    assert any(block_id.startswith(page + ":") for block_id, _ in BLOCKS), f"{page} has no runnable example"
+    stem = page.removesuffix(".md")
+    assert re.search(rf"pip install .*clp-{stem}\b", text), f"{page} does not show how to install clp-{stem}"
+
+
 def test_links_between_pages_resolve():
     for page in DOCS.rglob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):

@@ -1,5 +1,6 @@
 """clp-mongo as an installed plugin: the entry point, URL resolution without connecting, the
-wiring of the real-server tests (CLP_MONGO_URL), and the docs page's runnable example."""
+wiring of the real-server tests (CLP_MONGO_URL), and that the docs page's runnable example says
+it runs on the stand-in."""
 
 from __future__ import annotations
 
@@ -135,14 +136,11 @@ def test_with_clp_mongo_url_the_server_is_used(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.skipif(not DOCS.is_file(), reason="docs/plugins/mongo.md is not beside this checkout")
-def test_the_docs_page_runnable_example_runs_on_the_stand_in(tmp_path: pathlib.Path) -> None:
+def test_the_docs_page_runnable_example_says_it_runs_on_the_stand_in() -> None:
+    # the example itself is run by tests/test_docs.py, with every runnable block under docs/
     text = DOCS.read_text(encoding="utf-8")
     assert "pip install clp-core clp-mongo" in text
     blocks = [m.group(1) for m in FENCE.finditer(text) if m.group(1).lstrip("\n").startswith("# runnable")]
     assert blocks, "docs/plugins/mongo.md has no runnable example"
     for code in blocks:
         assert "stand-in" in code, "a runnable example here runs on the stand-in and must say so"
-        script = tmp_path / "example.py"
-        script.write_text(code, encoding="utf-8")
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr

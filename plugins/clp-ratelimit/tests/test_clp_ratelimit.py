@@ -1,5 +1,5 @@
 """clp-ratelimit: conformance, discovery and config, exact in-memory counts, Redis budgets
-shared by runtimes and by OS processes, and the docs page's runnable example."""
+shared by runtimes and by OS processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import pathlib
 import re
 import socket
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -26,7 +25,6 @@ from clp_core.testing.plugins import PluginSuite
 from clp_core.testing.pytest_plugin import service_unavailable
 
 REDIS_URL = os.environ.get("CLP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DOC = pathlib.Path(__file__).resolve().parents[3] / "docs" / "plugins" / "ratelimit.md"
 
 
 def counter() -> clp.Contract:
@@ -317,24 +315,3 @@ async def test_redis_budget_shared_by_two_processes(redis_prefix: str, tmp_path:
     results = await asyncio.gather(run(), run())
     assert sum(ok for ok, _ in results) == 20  # one budget of 20 for 30 tries in two processes
     assert sum(refused for _, refused in results) == 10
-
-
-# -- docs ----------------------------------------------------------------------------------------
-def runnable_blocks() -> list[str]:
-    if not DOC.is_file():
-        return []
-    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", DOC.read_text(encoding="utf-8"), re.M | re.S)
-    return [b for b in blocks if b.lstrip("\n").startswith("# runnable")]
-
-
-@pytest.mark.skipif(not DOC.is_file(), reason="docs/plugins/ratelimit.md is not beside this checkout")
-def test_docs_page_has_a_runnable_example() -> None:
-    assert runnable_blocks()
-
-
-@pytest.mark.parametrize("code", runnable_blocks())
-def test_docs_runnable_example(code: str, tmp_path: pathlib.Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(code, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

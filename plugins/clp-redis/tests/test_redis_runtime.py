@@ -1,14 +1,10 @@
 """The runtime on Redis, reached through URLs (so through the plugin's entry point): persistence
 and hydration, commits of several runtimes on one key, event sourcing on Redis Streams, one
-round trip per commit, TTL, pools closed on exit, and the docs page's runnable example."""
+round trip per commit, TTL, and pools closed on exit."""
 
 from __future__ import annotations
 
 import asyncio
-import pathlib
-import re
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -17,9 +13,6 @@ import redis.asyncio as aioredis
 from clp_redis import RedisAdapter, RedisEventStore
 
 import clp_core as clp
-
-DOC = pathlib.Path(__file__).resolve().parents[3] / "docs" / "plugins" / "redis.md"
-FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 def counter() -> clp.Contract:
@@ -205,17 +198,3 @@ async def test_async_with_closes_the_event_store_pool(prefix: str, shared_redis:
     assert await eventually_zero(shared_redis, name), "RedisEventStore.close() left connections open"
     if not closed:
         pytest.xfail("clp_core Runtime.close() closes the storage adapter but not the event store")
-
-
-# -- docs -----------------------------------------------------------------------------------------
-@pytest.mark.skipif(not DOC.is_file(), reason="docs/plugins/redis.md is not beside this checkout")
-def test_the_docs_example_runs(shared_redis: aioredis.Redis, tmp_path: pathlib.Path) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    assert "pip install clp-core clp-redis" in text
-    blocks = [m.group(1) for m in FENCE.finditer(text) if m.group(1).lstrip("\n").startswith("# runnable")]
-    assert blocks, "docs/plugins/redis.md has no runnable example"
-    for code in blocks:
-        script = tmp_path / "example.py"
-        script.write_text(code, encoding="utf-8")
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
