@@ -68,10 +68,12 @@ async function main() {
     // a row click, then the slider, go back in time
     await page.click('#timeline tr[data-seq="2"] td.payload');
     await page.waitForSelector('#state-view[data-seq="2"]');
+    await page.waitForFunction((n) => document.querySelector("#seq-out").textContent.startsWith(n + " /"), "2");
     result.atTwo = await stateView();
     await page.focus("#seq-slider");
     await page.keyboard.press("ArrowLeft");
     await page.waitForSelector('#state-view[data-seq="1"]');
+    await page.waitForFunction((n) => document.querySelector("#seq-out").textContent.startsWith(n + " /"), "1");
     result.atOne = await stateView();
     result.selectedAfterSlider = (await rows()).filter((r) => r.selected).map((r) => r.seq);
     await shot(page, "inspect-earlier-state.png");
@@ -108,6 +110,7 @@ async function main() {
     // back to the latest event, with the button
     await page.click("#seq-latest");
     await page.waitForSelector('#state-view[data-seq="4"]');
+    await page.waitForFunction((n) => document.querySelector("#seq-out").textContent.startsWith(n + " /"), "4");
     result.backToLatest = await stateView();
 
     // untrusted text renders as text
