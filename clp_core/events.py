@@ -9,7 +9,6 @@ upgraded on read by registered upcasters.
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -377,8 +376,3 @@ def resolve_event_store(store: Any) -> EventStore:
         advice = f"install {hint}" if hint else "no installed plugin registers it"
         raise StorageError(f"unknown event store scheme {scheme!r}: {advice}", backend=scheme or "url")
     return factory(store)  # type: ignore[no-any-return]
-
-
-def dumps_event(event: Event) -> str:
-    """A human-readable JSON rendering of an event (CLI, inspector)."""
-    return json.dumps(json.loads(event_to_json(event))["data"], indent=2, ensure_ascii=False)

@@ -560,7 +560,6 @@ class Runtime:
         outcome.context, outcome.intent, outcome.transition = ctx, intent, name
         replay = self._recorded_replay(name, ctx)
         if replay is not None:
-            outcome.replayed = True
             return replay
         self._run_guards(intent, ctx, outcome)
         transition = self._choose_transition(name, ctx)
@@ -833,7 +832,6 @@ class _CommitOutcome:
     denied: Guard | None = None
     suggested: bool = False
     suggestion_error: BaseException | None = None
-    replayed: bool = False
     changed: list[tuple[str, ...]] = attrs.field(factory=list)
 
     def reset(self) -> None:
