@@ -453,9 +453,10 @@ class Runtime:
             try:
                 return self._validator.validate_payload(compiled.name, values, complete=complete)
             except ValidationError as exc:
+                error = exc if exc.where == where else ValidationError(where, exc.errors)  # say what was checked
                 if self._strict:
-                    raise
-                self._lenient.append(exc)
+                    raise error from None
+                self._lenient.append(error)
                 return {k: plain(v) for k, v in values.items()}
         except RecursionError:  # a cyclic or absurdly deep value
             raise ValidationError(where, [{"field": "<payload>", "expected": "a finite, reasonably nested value",

@@ -108,3 +108,14 @@ def test_bad_validation_options(options: dict[str, Any], message: str) -> None:
     contract = clp.create_contract(intents={"a": {"inputs": {}}})
     with pytest.raises(ConfigError, match=message):
         clp.create_runtime(contract, validation=options)
+
+
+async def test_a_failing_proposal_is_reported_as_a_proposal() -> None:
+    contract = clp.create_contract(intents={"add": {"inputs": {"amount": "number?"}}},
+                                   transitions={"apply": {"effects": lambda ctx: {}}})
+    rt = clp.create_runtime(contract, lambda intent: {"amount": 1.5},
+                            validation={"strict": True, "validator": StringNumbers()})
+    await rt.dispatch("add", {})
+    with pytest.raises(ValidationError, match=r"^Invalid proposal for add: amount: expected integer, got float"):
+        await rt.propose("add")
+    assert rt.staged_proposal is None
