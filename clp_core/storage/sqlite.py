@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,25 @@ CREATE TABLE IF NOT EXISTS clp_state (
     data TEXT NOT NULL
 )
 """
+
+
+def _setup(conn: sqlite3.Connection, timeout: float) -> None:
+    """WAL mode and the table. Switching a new file to WAL can fail with "database is locked"
+    without waiting, when another connection is setting up the same file: retry until
+    ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 class SQLiteAdapter:
@@ -43,9 +63,11 @@ class SQLiteAdapter:
                 os.makedirs(parent, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False,
                                    isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            try:
+                _setup(conn, self.timeout)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

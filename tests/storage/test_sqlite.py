@@ -199,3 +199,15 @@ async def test_sqlite_url_in_memory() -> None:
     await adapter.save("k", {"x": 1})
     assert await adapter.load("k") == {"x": 1}
     await adapter.close()
+
+
+async def test_connections_opening_a_new_file_at_once_do_not_fail(tmp_path: Path) -> None:
+    """Switching a new file to WAL fails at once with "database is locked" while another
+    connection sets it up; the adapter retries instead of failing the first load."""
+    for attempt in range(20):
+        adapters = [SQLiteAdapter(tmp_path / f"race{attempt}.db") for _ in range(4)]
+        try:
+            assert await asyncio.gather(*(a.load("k") for a in adapters)) == [None] * 4
+        finally:
+            for adapter in adapters:
+                await adapter.close()
