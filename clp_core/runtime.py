@@ -627,6 +627,10 @@ class Runtime:
 
     async def _append_event(self, entry: LogEntry) -> None:
         assert self.event_store is not None
+        if self._seq == 0 and self._initial_state:
+            # the stream's base, so that replays outside this runtime (clp state, the inspector)
+            # start from the same initial state
+            await self._save_snapshot(Snapshot(0, plain(self._initial_state), {}))
         event = event_from_entry(self.storage_key, self._seq + 1, entry)
         try:
             await self.event_store.append(event, self._seq)
@@ -638,13 +642,15 @@ class Runtime:
         self._seq += 1
 
     async def _snapshot(self) -> None:
+        await self._save_snapshot(Snapshot(self._seq, plain(self._state), self._idempotency.copy()))
+
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
         """Save a snapshot; a failure only costs replay time, so it is reported, not raised."""
         assert self.event_store is not None
-        snapshot = Snapshot(self._seq, plain(self._state), self._idempotency.copy())
         try:
             await self.event_store.save_snapshot(self.storage_key, snapshot)
         except Exception as exc:
-            logger.warning("clp snapshot of %s at %d failed: %s", self.storage_key, self._seq, exc)
+            logger.warning("clp snapshot of %s at %d failed: %s", self.storage_key, snapshot.seq, exc)
             self._unreported.append((exc, "storage"))  # type: ignore[arg-type]
 
     async def _persist(self) -> None:

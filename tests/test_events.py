@@ -183,3 +183,17 @@ async def test_closing_the_runtime_closes_its_event_store() -> None:
     async with clp.create_runtime(contract(), event_store=Store()) as rt:
         await rt.execute("add", {"amount": 1})
     assert closed == ["events"]
+
+
+async def test_the_initial_state_is_the_streams_base_for_outside_replays(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    async with clp.create_runtime(contract(), storage_key="b", event_store=url,
+                                  initial_state={"count": 100}) as rt:
+        await rt.execute("add", {"amount": 1})
+        await rt.execute("add", {"amount": 2})
+        live = rt.get_state()
+    store = SQLiteEventStore(f"{tmp_path}/events.db")
+    assert (await replay(store, "b")).state == live == {"count": 103}  # no base given: from the stream
+    assert (await replay(store, "b", until=0)).state == {"count": 100}
+    assert [e.seq for e in await store.get_events("b")] == [1, 2]  # the base is a snapshot, not an event
+    await store.close()
