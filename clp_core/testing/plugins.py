@@ -155,6 +155,9 @@ class PluginSuite(abc.ABC):
     def make_plugin(self) -> Any:
         """The plugin object (module or instance) to check."""
 
+    #: The error the plugin refuses with; any other error from the scenario fails the test.
+    refusal: type[BaseException] = ClpError
+
     def blocked_scenario(self) -> Callable[[Runtime], Awaitable[Any]] | None:
         """Override to return ``async def scenario(runtime)`` that makes the plugin refuse
         (for example, exhausting a rate limit); the suite checks nothing changed then."""
@@ -193,7 +196,7 @@ class PluginSuite(abc.ABC):
             before = runtime.get_state()
             try:
                 await scenario(runtime)
-            except ClpError:
+            except self.refusal:
                 assert runtime.get_state() == before, "state changed although the plugin refused"
                 return
         pytest.fail("blocked_scenario never made the plugin refuse")

@@ -51,6 +51,8 @@ class TestRecorder(PluginSuite):
 
 
 class TestQuota(PluginSuite):
+    refusal = Quota
+
     def make_plugin(self) -> Any:
         return QuotaPlugin()
 
@@ -98,3 +100,20 @@ def _suite(plugin: Any) -> PluginSuite:
             return plugin
 
     return Suite()
+
+
+async def test_the_kit_does_not_take_another_error_for_the_refusal() -> None:
+    class Suite(PluginSuite):
+        refusal = Quota
+
+        def make_plugin(self) -> Any:
+            return Recorder()  # never refuses
+
+        def blocked_scenario(self) -> Any:
+            async def scenario(runtime: clp.Runtime) -> None:
+                await runtime.execute("increment", {"fail": True})  # an effect failure, not a refusal
+
+            return scenario
+
+    with pytest.raises(clp.errors.EffectError):
+        await Suite().test_a_refusal_changes_nothing()

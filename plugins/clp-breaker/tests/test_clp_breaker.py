@@ -79,6 +79,8 @@ async def propose_failures(runtime: clp.Runtime, n: int) -> list[type[BaseExcept
 
 # -- conformance ---------------------------------------------------------------------------------
 class TestBreakerConformance(PluginSuite):
+    refusal = CircuitOpenError
+
     def make_plugin(self) -> Any:
         return BreakerPlugin(fail_max=2, reset_timeout=60)
 

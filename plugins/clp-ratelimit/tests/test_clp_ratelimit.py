@@ -61,6 +61,8 @@ async def attempts(runtime: clp.Runtime, n: int, intent: str = "increment",
 
 # -- conformance ---------------------------------------------------------------------------------
 class TestRateLimitConformance(PluginSuite):
+    refusal = RateLimitedError
+
     def make_plugin(self) -> Any:
         # the reference lifecycle dispatches three times: room for it, then refusals
         return RateLimitPlugin(limits={"increment": "5/minute"}, key_prefix=f"suite-{uuid.uuid4().hex}")
