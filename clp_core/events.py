@@ -155,7 +155,8 @@ class EventStore(Protocol):
         """Keep a snapshot of the state as of ``snapshot.seq``."""
 
     async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
-        """The latest snapshot with ``seq <= at_or_before`` (or the latest of all)."""
+        """The latest snapshot with ``seq <= at_or_before`` (or the latest of all), decoded for
+        this call: the caller owns its state and may change it."""
 
     async def aggregates(self) -> list[str]:
         """Every aggregate id with events."""
@@ -178,7 +179,10 @@ async def replay(
     """Rebuild an aggregate's state from its latest snapshot (at or before ``until``), or from
     ``base``, and the events after it."""
     snapshot = await store.load_snapshot(aggregate_id, until)
-    state: State = plain(snapshot.state) if snapshot else plain(dict(base or {}))
+    if snapshot is not None and type(snapshot.state) is dict:
+        state: State = snapshot.state  # decoded for this call: already ours, no copy needed
+    else:
+        state = plain(dict(snapshot.state if snapshot is not None else base or {}))
     seq = snapshot.seq if snapshot else 0
     events = await store.get_events(aggregate_id, after=seq, until=until)
     apply_events(state, events)

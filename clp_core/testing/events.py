@@ -117,6 +117,15 @@ class EventStoreSuite(abc.ABC):
         as_of = await replay(store, self.aggregate, until=3)
         assert as_of.state == {"count": 3, "log": ["é1", "é2", "é3"]}
 
+    async def test_loaded_snapshots_belong_to_the_caller(self, store: Any) -> None:
+        await store.append(make_event(self.aggregate, 1), 0)
+        await store.save_snapshot(self.aggregate, Snapshot(1, {"count": 1, "log": ["é1"]}))
+        first = await store.load_snapshot(self.aggregate)
+        assert first is not None
+        first.state["log"].append("changed by the caller")  # replay applies diffs in place
+        again = await store.load_snapshot(self.aggregate)
+        assert again is not None and again.state == {"count": 1, "log": ["é1"]}
+
     async def test_large_and_nested_events(self, store: Any) -> None:
         big = make_event(self.aggregate, 1, data={"blob": "x" * 1_000_000, "nested": {"a": [1, {"b": None}]}})
         await store.append(big, 0)
