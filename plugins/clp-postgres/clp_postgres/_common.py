@@ -237,3 +237,60 @@ def _terminate(pool: Any) -> None:
     """Drop a pool's connections without waiting (its loop may be closed already)."""
     with contextlib.suppress(Exception):
         pool.terminate()
+
+
+class TableClient:
+    """What the adapter and the event store share: checked identifiers, the pool client, and
+    their tables created on first use (subclasses implement ``_create(connection)``)."""
+
+    name: str
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str,
+        schema: str,
+        pool: Any,
+        min_size: int,
+        max_size: int,
+        create_table: bool,
+        connect_timeout: float,
+        command_timeout: float | None,
+        pool_options: Mapping[str, Any] | None,
+    ) -> None:
+        self.table = check_identifier(table, "table")
+        self.schema = check_identifier(schema, "schema")
+        self.create_table = create_table
+        self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
+                                  connect_timeout=connect_timeout, command_timeout=command_timeout,
+                                  pool_options=pool_options)
+        self._ready = not create_table
+
+    @property
+    def dsn(self) -> str:
+        return self._client.dsn
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool (``None`` before first use and after :meth:`close`)."""
+        return self._client.pool
+
+    async def _create(self, connection: Any) -> None:
+        raise NotImplementedError  # pragma: no cover - every subclass creates its tables
+
+    async def _run(self, what: str, fn: Any) -> Any:
+        if not self._ready:
+            await self.create()
+        return await self._client.run(what, fn)
+
+    async def create(self) -> None:
+        """Create the tables now (``CREATE TABLE IF NOT EXISTS``)."""
+        await self._client.run(f"creating {self.schema}.{self.table}", self._create)
+        self._ready = True
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._client.where}, table={self.schema}.{self.table})"

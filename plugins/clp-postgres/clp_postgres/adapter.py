@@ -8,13 +8,13 @@ from typing import Any
 from clp_core.errors import ConflictError
 from clp_core.storage import codec
 
-from ._common import DEFAULT_DSN, PoolClient, check_identifier, from_jsonb, qualified, to_jsonb
+from ._common import DEFAULT_DSN, TableClient, from_jsonb, qualified, to_jsonb
 from .schema import create_tables, state_table_ddl
 
 Document = dict[str, Any]
 
 
-class PostgresAdapter:
+class PostgresAdapter(TableClient):
     """A storage adapter on PostgreSQL through an asyncpg pool.
 
     Documents live in ``schema.table`` (``key text primary key, version bigint, data jsonb,
@@ -42,13 +42,9 @@ class PostgresAdapter:
         command_timeout: float | None = 60.0,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.table = check_identifier(table, "table")
-        self.schema = check_identifier(schema, "schema")
-        self.create_table = create_table
-        self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
-                                  connect_timeout=connect_timeout, command_timeout=command_timeout,
-                                  pool_options=pool_options)
-        self._ready = not create_table
+        super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
+                         create_table=create_table, connect_timeout=connect_timeout,
+                         command_timeout=command_timeout, pool_options=pool_options)
         name = qualified(self.schema, self.table)
         self._select = f"SELECT data::text, version FROM {name} WHERE key = $1"
         self._upsert = (
@@ -65,27 +61,8 @@ class PostgresAdapter:
         )
         self._delete = f"DELETE FROM {name} WHERE key = $1"
 
-    @property
-    def dsn(self) -> str:
-        return self._client.dsn
-
-    @property
-    def pool(self) -> Any:
-        """The asyncpg pool (``None`` before first use and after :meth:`close`)."""
-        return self._client.pool
-
-    async def _run(self, what: str, fn: Any) -> Any:
-        if not self._ready:
-            await self._client.run(f"creating {self.schema}.{self.table}", self._create)
-        return await self._client.run(what, fn)
-
     async def _create(self, connection: Any) -> None:
         await create_tables(connection, self.schema, [self.table], state_table_ddl(self.schema, self.table))
-        self._ready = True
-
-    async def create(self) -> None:
-        """Create the table now (``CREATE TABLE IF NOT EXISTS``)."""
-        await self._client.run(f"creating {self.schema}.{self.table}", self._create)
 
     async def load(self, key: str) -> Document | None:
         return (await self.load_versioned(key))[0]
@@ -113,9 +90,3 @@ class PostgresAdapter:
 
     async def delete(self, key: str) -> None:
         await self._run(f"delete of {key!r}", lambda c: c.execute(self._delete, key))
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"PostgresAdapter({self._client.where}, table={self.schema}.{self.table})"

@@ -10,13 +10,13 @@ import asyncpg  # type: ignore[import-untyped]
 from clp_core.errors import ConflictError
 from clp_core.events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
 
-from ._common import DEFAULT_DSN, PoolClient, check_identifier, from_jsonb, qualified, to_jsonb
+from ._common import DEFAULT_DSN, TableClient, from_jsonb, qualified, to_jsonb
 from .schema import create_tables, event_tables_ddl, snapshots_table_name
 
 _NO_LIMIT = 2**62
 
 
-class PostgresEventStore:
+class PostgresEventStore(TableClient):
     """An :class:`clp_core.events.EventStore` on PostgreSQL.
 
     Events are rows of ``schema.table`` (``aggregate_id, seq, data jsonb``, primary key
@@ -41,13 +41,10 @@ class PostgresEventStore:
         command_timeout: float | None = 60.0,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.table = check_identifier(table, "table")
-        self.schema = check_identifier(schema, "schema")
+        super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
+                         create_table=create_table, connect_timeout=connect_timeout,
+                         command_timeout=command_timeout, pool_options=pool_options)
         self.snapshots_table = snapshots_table_name(self.table)
-        self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
-                                  connect_timeout=connect_timeout, command_timeout=command_timeout,
-                                  pool_options=pool_options)
-        self._ready = not create_table
         events, snapshots = qualified(self.schema, self.table), qualified(self.schema, self.snapshots_table)
         self._append = (
             f"INSERT INTO {events} (aggregate_id, seq, data) SELECT $1, $2, $3::text::jsonb "
@@ -75,27 +72,9 @@ class PostgresEventStore:
             f") SELECT aggregate_id FROM ids WHERE aggregate_id IS NOT NULL"
         )
 
-    @property
-    def dsn(self) -> str:
-        return self._client.dsn
-
-    @property
-    def pool(self) -> Any:
-        return self._client.pool
-
-    async def _run(self, what: str, fn: Any) -> Any:
-        if not self._ready:
-            await self._client.run(f"creating {self.schema}.{self.table}", self._create)
-        return await self._client.run(what, fn)
-
     async def _create(self, connection: Any) -> None:
         await create_tables(connection, self.schema, [self.table, self.snapshots_table],
                             event_tables_ddl(self.schema, self.table, self.snapshots_table))
-        self._ready = True
-
-    async def create(self) -> None:
-        """Create the tables now (``CREATE TABLE IF NOT EXISTS``)."""
-        await self._client.run(f"creating {self.schema}.{self.table}", self._create)
 
     async def append(self, event: Event, expected_seq: int) -> None:
         if event.seq != expected_seq + 1:
@@ -133,10 +112,3 @@ class PostgresEventStore:
     async def aggregates(self) -> list[str]:
         rows = await self._run("list of aggregates", lambda c: c.fetch(self._aggregates))
         return sorted(row[0] for row in rows)
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"PostgresEventStore({self._client.where}, table={self.schema}.{self.table})"
-
