@@ -51,7 +51,8 @@ class TransitionResult:
     permitted: bool
 
 
-def _now() -> str:
+def now() -> str:
+    """The timestamp format of log entries (ISO 8601, UTC)."""
     return _dt.datetime.now(_dt.UTC).isoformat()
 
 
@@ -68,7 +69,7 @@ class LogEntry:
     intent_name: str | None
     intent_payload: Mapping[str, Any] | None = attrs.field(converter=_readonly_optional)
     phase: str
-    timestamp: str = attrs.field(factory=_now)
+    timestamp: str = attrs.field(factory=now)
     staged_proposal: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
     accepted_proposal: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
     guard_outcomes: tuple[GuardOutcome, ...] = ()

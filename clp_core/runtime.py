@@ -60,6 +60,7 @@ from .log import (
     TransitionResult,
     entry_from_dict,
     entry_to_dict,
+    now,
 )
 from .plugins import HookRunner, active_plugins
 from .saga import Saga, SagaResult
@@ -115,9 +116,10 @@ class Runtime:
         self._validator = None if validation is None else build_validator(contract, validation)
         self._strict = bool((validation or {}).get("strict", True))
         self._lenient: list[ValidationError] = []  # failures of a lenient validation, not yet logged
-        self._unreported: list[tuple[ValidationError, str]] = []  # logged, not yet given to on_error
+        self._unreported: list[tuple[BaseException, str]] = []  # logged, not yet given to on_error
         self.ai_provider = ai_provider
         self.storage = resolve_storage(storage)
+        self._storage_name = str(getattr(self.storage, "name", type(self.storage).__name__))
         self.storage_key = storage_key
         self.event_store = None if event_store is None else resolve_event_store(event_store)
         if not isinstance(snapshot_every, int) or snapshot_every < 1:
@@ -178,7 +180,7 @@ class Runtime:
         if self.event_store is not None:
             await self._load_events()
             return
-        name = getattr(self.storage, "name", type(self.storage).__name__)
+        name = self._storage_name
         try:
             if self._versioned:
                 document, version = await self.storage.load_versioned(self.storage_key)
@@ -619,7 +621,7 @@ class Runtime:
             key = self._idempotency_key(transition, ctx)
             if key is not None and key in self._idempotency:
                 recorded = entry_from_dict(self._idempotency[key])
-                entry = attrs.evolve(recorded, replay=True, timestamp=LogEntry(None, None, "commit").timestamp)
+                entry = attrs.evolve(recorded, replay=True, timestamp=now())
                 self._intent = self._staged = None
                 self._record(entry)
                 return entry
@@ -651,12 +653,12 @@ class Runtime:
             await self.event_store.save_snapshot(self.storage_key, snapshot)
         except Exception as exc:
             logger.warning("clp snapshot of %s at %d failed: %s", self.storage_key, snapshot.seq, exc)
-            self._unreported.append((exc, "storage"))  # type: ignore[arg-type]
+            self._unreported.append((exc, "storage"))
 
     async def _persist(self) -> None:
         # a list keeps the records' age order through stores that sort keys (jsonb)
         document = {"state": self._state, "idempotency": [[k, v] for k, v in self._idempotency.items()]}
-        name = getattr(self.storage, "name", type(self.storage).__name__)
+        name = self._storage_name
         try:
             if self._versioned:
                 self._version = await self.storage.save_versioned(self.storage_key, document, self._version)

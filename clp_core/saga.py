@@ -20,7 +20,7 @@ import attrs
 
 from .errors import ClpError, ConfigError, ConflictError, UserCodeError
 from .events import Event, entry_from_event
-from .log import LogEntry, entry_from_dict, entry_to_dict
+from .log import LogEntry, entry_from_dict, entry_to_dict, now
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -87,7 +87,7 @@ class _Progress:
 
     async def record(self, kind: str, **data: Any) -> None:
         event = Event(aggregate_id=self.stream, seq=self.seq + 1, kind=kind,
-                      timestamp=_dt.datetime.now(_dt.UTC).isoformat(),
+                      timestamp=now(),
                       data={"saga": self.saga.name, "saga_id": self.saga_id,
                             "aggregate": self.runtime.storage_key, **data})
         store = self.runtime.event_store

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core.errors import ConflictError
+from clp_core.log import now
 from clp_core.state import plain
 from clp_core.storage import VersionedStorage, resolve_storage
 
@@ -47,10 +48,6 @@ def live_key(storage_key: str) -> str:
 
 def is_reserved(key: str) -> bool:
     return key == INDEX_KEY or key.startswith(LIVE_PREFIX)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat()
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -99,7 +96,7 @@ class LiveInspector:
         self.key = live_key(storage_key)
         self.initial_state = None if initial_state is None else jsonable(initial_state)
         self.runtime_id = runtime_id or uuid.uuid4().hex[:12]
-        self.started = _now()
+        self.started = now()
         self.pending_intent: dict[str, Any] | None = None
         self.staged_proposal: dict[str, Any] | None = None
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
@@ -127,12 +124,12 @@ class LiveInspector:
             last["matched"] = True  # execute() logs a failed commit before reporting it: one record
             last["error"] = f"{type(error).__name__}: {message}"
         else:
-            self._add({"kind": "error", "timestamp": _now(), "phase": phase, "intent_name": None,
+            self._add({"kind": "error", "timestamp": now(), "phase": phase, "intent_name": None,
                        "intent_payload": None, "error": f"{type(error).__name__}: {message}", "message": message})
         await self._publish()
 
     async def on_close(self) -> None:
-        self.closed = _now()
+        self.closed = now()
         if self.published:  # a runtime that did nothing is not worth a write
             await self._publish()
         if self._owns_storage:
@@ -207,7 +204,7 @@ class LiveInspector:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started": self.started,
-            "updated": _now(),
+            "updated": now(),
             "closed": self.closed,
             "pending_intent": self.pending_intent,
             "staged_proposal": self.staged_proposal,
@@ -256,15 +253,15 @@ class LiveInspector:
         runtimes = document.get("runtimes") if isinstance(document, dict) else None
         runtimes = dict(runtimes) if isinstance(runtimes, dict) else {}
         runtimes[self.runtime_id] = self.snapshot()
-        now = _dt.datetime.now(_dt.UTC)
+        current = _dt.datetime.now(_dt.UTC)
 
         def stale(entry: Any) -> bool:
             if not isinstance(entry, dict):
                 return True
             try:
                 if entry.get("closed"):
-                    return now - _dt.datetime.fromisoformat(entry["closed"]) > CLOSED_TTL
-                return now - _dt.datetime.fromisoformat(entry["updated"]) > SILENT_TTL
+                    return current - _dt.datetime.fromisoformat(entry["closed"]) > CLOSED_TTL
+                return current - _dt.datetime.fromisoformat(entry["updated"]) > SILENT_TTL
             except (KeyError, TypeError, ValueError):
                 return True
 

@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from clp_core.contract import Guard
 from clp_core.errors import ConfigError
-from clp_core.log import Intent, LogEntry, Proposal, entry_to_dict
+from clp_core.log import Intent, LogEntry, Proposal, entry_to_dict, now
 from clp_core.runtime import Context
 from clp_core.state import plain
 
@@ -226,7 +226,7 @@ class WebhookPlugin:
     def _enqueue(self, event: str, data: dict[str, Any]) -> None:
         queue = self._ensure_started()
         delivery = uuid.uuid4().hex
-        message = {"id": delivery, "event": event, "timestamp": _dt.datetime.now(_dt.UTC).isoformat(), **data}
+        message = {"id": delivery, "event": event, "timestamp": now(), **data}
         if self.source is not None:
             message["source"] = self.source
         try:
