@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
@@ -213,6 +214,16 @@ def plugin_name(plugin: Any) -> str:
     return getattr(plugin, "__name__", type(plugin).__name__)
 
 
+def _positional(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A fast ``kwargs -> (kwargs[n] for n in names)``, whatever order the caller used."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)  # type: ignore[return-value]
+    if names:
+        name = names[0]
+        return lambda kwargs: (kwargs[name],)
+    return lambda kwargs: ()
+
+
 class HookRunner:
     """Calls a runtime's hooks in a fixed order, awaiting async implementations.
 
@@ -229,9 +240,11 @@ class HookRunner:
         # per hook: (plugin name, function, the argument names it takes, or None when it
         # takes them all in the specification's order: then the call passes them positionally)
         self._impls: dict[str, list[tuple[str, Any, tuple[str, ...] | None]]] = {}
+        self._spec_args: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {}
         for hook in hookspecs.LIFECYCLE_HOOKS:
             caller = getattr(self.pm.hook, hook)
             spec = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
+            self._spec_args[hook] = _positional(spec)
             self._impls[hook] = [
                 (impl.plugin_name, impl.function, None if tuple(impl.argnames) == spec else tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
@@ -245,7 +258,7 @@ class HookRunner:
 
         A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
         """
-        args = tuple(kwargs.values())  # callers pass the arguments in specification order
+        args = self._spec_args[hook](kwargs)
         for plugin, function, argnames in self._impls[hook]:
             try:
                 result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
@@ -259,7 +272,7 @@ class HookRunner:
     async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
         """Call every implementation; failures are collected, not raised."""
         errors: list[BaseException] = []
-        args = tuple(kwargs.values())
+        args = self._spec_args[hook](kwargs)
         for plugin, function, argnames in self._impls[hook]:
             try:
                 result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])

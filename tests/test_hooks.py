@@ -226,3 +226,15 @@ async def test_a_failed_commit_ships_its_entry_before_on_error(how: str) -> None
         else:
             await rt.execute("go")
     assert seen == ["entry:dispatch", "entry:commit", "error:commit"]
+
+
+async def test_hook_arguments_follow_the_specification_not_the_callers_order() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Spy:
+        def on_error(self, error: BaseException, phase: str) -> None:
+            seen.append((type(error).__name__, phase))
+
+    rt = clp.create_runtime(contract(), middleware=[Spy()])
+    await rt.hooks.call("on_error", phase="custom", error=RuntimeError("x"))
+    assert seen == [("RuntimeError", "custom")]
