@@ -119,3 +119,17 @@ async def test_a_failing_proposal_is_reported_as_a_proposal() -> None:
     with pytest.raises(ValidationError, match=r"^Invalid proposal for add: amount: expected integer, got float"):
         await rt.propose("add")
     assert rt.staged_proposal is None
+
+
+def test_without_the_pydantic_plugin_validation_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clp_core.plugins import process_config
+
+    monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-pydantic")  # as if it were not installed
+    process_config(refresh=True)
+    try:
+        contract = clp.create_contract(intents={"a": {"inputs": {}}})
+        with pytest.raises(ConfigError, match=r"pip install 'clp-core\[pydantic\]'"):
+            clp.create_runtime(contract, validation={"strict": True, "schema": {"a": object}})
+    finally:
+        monkeypatch.delenv("CLP_DISABLE_PLUGINS")
+        process_config(refresh=True)

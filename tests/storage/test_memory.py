@@ -93,11 +93,20 @@ def test_object_whose_save_is_not_callable_is_refused() -> None:
         ("mongodb://localhost/db", "clp-mongo"),
     ],
 )
-def test_known_plugin_scheme_says_what_to_install(url: str, distribution: str) -> None:
-    if urllib.parse.urlsplit(url).scheme in storage_schemes():
-        pytest.skip(f"{distribution} is installed here")
-    with pytest.raises(StorageError, match=rf"install {distribution}"):
-        resolve_storage(url)
+def test_known_plugin_scheme_says_what_to_install(
+    url: str, distribution: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clp_core.plugins import process_config
+
+    monkeypatch.setenv("CLP_DISABLE_PLUGINS", distribution)  # as if it were not installed
+    process_config(refresh=True)
+    try:
+        assert urllib.parse.urlsplit(url).scheme not in storage_schemes()
+        with pytest.raises(StorageError, match=rf"install {distribution}"):
+            resolve_storage(url)
+    finally:
+        monkeypatch.delenv("CLP_DISABLE_PLUGINS")
+        process_config(refresh=True)
 
 
 def test_unknown_scheme_is_refused() -> None:
