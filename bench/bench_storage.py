@@ -58,7 +58,6 @@ from typing import Any
 
 from _common import (
     CORE_ONLY,
-    ROOT,
     Row,
     add_result_options,
     counter_contract,
@@ -81,6 +80,7 @@ from _common import (
 import clp_core as clp
 from clp_core.storage import codec
 from clp_core.storage.filesystem import key_to_filename
+from clp_core.testing.multiprocess import run_increments
 
 perf_counter = time.perf_counter
 
@@ -562,90 +562,14 @@ async def bench_bytes(backend: Backend, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- 3. several processes on one key ----------------------------------------------------------
-async def worker(url: str, key: str, count: int, ready: str, start: str, retries: int | None) -> dict[str, Any]:
-    """One process of the multi-process run: hydrate, say ready, wait for the start file, then
-    ``count`` executes; counts successes, give-ups and the conflicts its saves met."""
-    from clp_core.errors import ClpError, ConflictError
-    from clp_core.storage import resolve_storage
-
-    storage = resolve_storage(url)
-    conflicts = 0
-    save_versioned = storage.save_versioned
-
-    async def counted(key: str, document: dict[str, Any], expected_version: int) -> int:
-        nonlocal conflicts
-        try:
-            return int(await save_versioned(key, document, expected_version))
-        except ConflictError:
-            conflicts += 1
-            raise
-
-    storage.save_versioned = counted
-    options: dict[str, Any] = {} if retries is None else {"max_conflict_retries": retries}
-    runtime = clp.create_runtime(counter_contract(), storage=storage, storage_key=key, config=CORE_ONLY, **options)
-    successes = failures = worst = 0
-    errors: list[str] = []
-    async with runtime:
-        Path(ready).touch()
-        deadline = time.monotonic() + 60
-        while not os.path.exists(start):
-            if time.monotonic() > deadline:
-                raise SystemExit("no start signal within 60 s")
-            await asyncio.sleep(0.001)
-        t0 = perf_counter()
-        for _ in range(count):
-            before = conflicts
-            try:
-                await runtime.execute("increment")
-                successes += 1
-            except ClpError as exc:
-                failures += 1
-                if len(errors) < 3:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-            worst = max(worst, conflicts - before)
-        elapsed = perf_counter() - t0
-    return {"successes": successes, "failures": failures, "conflicts": conflicts, "most_conflicts_in_one_commit": worst,
-            "elapsed_s": elapsed, "errors": errors, "max_conflict_retries": runtime.max_conflict_retries}
-
-
 async def bench_multiprocess(backend: Backend, cfg: dict[str, Any], retries: int | None) -> dict[str, Any] | None:
     url = backend.shared_url()
     if url is None:
         return None
     processes, increments = cfg["processes"], cfg["increments"]
     key = f"{KEY}:multiprocess"
-    with tempfile.TemporaryDirectory(prefix="clp-bench-mp-") as tmp:
-        start = Path(tmp) / "start"
-        ready = [Path(tmp) / f"ready-{i}" for i in range(processes)]
-        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", url, key, str(increments)]
-        procs = [
-            await asyncio.create_subprocess_exec(
-                *argv, str(ready[i]), str(start), "" if retries is None else str(retries),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
-            for i in range(processes)
-        ]
-        try:
-            deadline = time.monotonic() + 60
-            while not all(p.exists() for p in ready):
-                if any(p.returncode is not None for p in procs) or time.monotonic() > deadline:
-                    raise RuntimeError("a worker died or was not ready within 60 s")
-                await asyncio.sleep(0.01)
-            t0 = perf_counter()
-            start.touch()  # every worker is connected and hydrated: go
-            outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 300)
-            wall = perf_counter() - t0
-        finally:
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                    await p.wait()
-    reports = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        if proc.returncode != 0:
-            raise RuntimeError(f"worker failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-    async with clp.create_runtime(counter_contract(), storage=url, storage_key=key, config=CORE_ONLY) as fresh:
-        final = fresh.get_state("count")
+    result = await run_increments(url, key, processes=processes, increments=increments, retries=retries)
+    reports, final, wall = result.workers, result.final, result.elapsed_s
     committed = sum(r["successes"] for r in reports)
     expected = processes * increments
     return {
@@ -773,11 +697,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:  # one process of the multi-process run (see bench_multiprocess)
-        url, key, count, ready, start, retries = argv[1:7]
-        report = asyncio.run(worker(url, key, int(count), ready, start, int(retries) if retries else None))
-        print(json.dumps(report))
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
     parser.add_argument("--profile", action="store_true",
