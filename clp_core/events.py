@@ -360,23 +360,7 @@ def _in_transaction(conn: Any, fn: Callable[[Any], bool]) -> bool:
 
 def resolve_event_store(store: Any) -> EventStore:
     """An event store instance as is; a URL through the plugin that registered its scheme."""
-    if not isinstance(store, str):
-        for method in ("append", "get_events", "load_snapshot", "save_snapshot"):
-            if not callable(getattr(store, method, None)):
-                raise StorageError(f"event store object has no {method}() method", backend=type(store).__name__)
-        return store  # type: ignore[no-any-return]
-    import urllib.parse
+    from .storage import resolve_url
 
-    from .plugins import registration_manager
-    from .storage import KNOWN_SCHEMES
-
-    scheme = urllib.parse.urlsplit(store).scheme
-    factories: dict[str, Any] = {}
-    for contributed in registration_manager().hook.register_event_stores():
-        factories.update(contributed or {})
-    factory = factories.get(scheme)
-    if factory is None:
-        hint = KNOWN_SCHEMES.get(scheme)
-        advice = f"install {hint}" if hint else "no installed plugin registers it"
-        raise StorageError(f"unknown event store scheme {scheme!r}: {advice}", backend=scheme or "url")
-    return factory(store)  # type: ignore[no-any-return]
+    return resolve_url(store, hook="register_event_stores", what="event store",  # type: ignore[no-any-return]
+                       methods=("append", "get_events", "load_snapshot", "save_snapshot"))

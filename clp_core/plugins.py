@@ -207,6 +207,15 @@ def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManag
     return pm
 
 
+def registered(hook: str) -> dict[str, Any]:
+    """The ``{name: factory}`` dicts every enabled plugin returns from registration ``hook``
+    (``register_storage``, ``register_event_stores``, ``register_validators``), merged."""
+    merged: dict[str, Any] = {}
+    for contributed in getattr(registration_manager().hook, hook)():
+        merged.update(contributed or {})
+    return merged
+
+
 def plugin_name(plugin: Any) -> str:
     name = getattr(plugin, "name", None)
     if isinstance(name, str):

@@ -67,7 +67,7 @@ def intent_json_schema(intent: CompiledIntent) -> dict[str, Any]:
 def build_validator(contract: Contract, options: Mapping[str, Any]) -> Validator:
     """The validator named by ``options["validator"]`` (default ``"pydantic"``), or the
     validator object given there."""
-    from .plugins import registration_manager
+    from .plugins import registered
 
     known = {"strict", "schema", "state", "coerce", "validator"}
     unknown = set(options) - known
@@ -78,10 +78,7 @@ def build_validator(contract: Contract, options: Mapping[str, Any]) -> Validator
         if not isinstance(name, Validator):
             raise ConfigError("validation['validator'] must be a name or a clp_core.validation.Validator")
         return name
-    factories: dict[str, Any] = {}
-    for contributed in registration_manager().hook.register_validators():
-        factories.update(contributed or {})
-    factory = factories.get(name)
+    factory = registered("register_validators").get(name)
     if factory is None:
         hint = "pip install 'clp-core[pydantic]' (the clp-pydantic plugin)" if name == "pydantic" else (
             f"no installed plugin registers a validator named {name!r}")

@@ -197,3 +197,13 @@ async def test_the_initial_state_is_the_streams_base_for_outside_replays(tmp_pat
     assert (await replay(store, "b", until=0)).state == {"count": 100}
     assert [e.seq for e in await store.get_events("b")] == [1, 2]  # the base is a snapshot, not an event
     await store.close()
+
+
+@pytest.mark.parametrize(("store", "message"), [
+    ("nosuchdb://x", "unknown event store scheme 'nosuchdb'"),
+    ("no/scheme.db", "event store URL 'no/scheme.db' has no scheme"),
+    (object(), r"event store object has no append\(\) method"),
+])
+def test_bad_event_stores_are_refused(store: Any, message: str) -> None:
+    with pytest.raises(clp.errors.StorageError, match=message):
+        clp.create_runtime(contract(), event_store=store)

@@ -25,32 +25,39 @@ KNOWN_SCHEMES = {
 
 def storage_schemes() -> dict[str, Any]:
     """``{scheme: factory}`` from every plugin's ``register_storage`` hook."""
-    from ..plugins import registration_manager
+    from ..plugins import registered
 
-    schemes: dict[str, Any] = {}
-    for contributed in registration_manager().hook.register_storage():
-        schemes.update(contributed or {})
-    return schemes
+    return registered("register_storage")
 
 
-def resolve_storage(storage: Any) -> Any:
-    """An adapter instance as is; a URL through the plugin that registered its scheme."""
-    if storage is None:
-        return MemoryAdapter()
-    if not isinstance(storage, str):
-        for method in ("load", "save", "delete"):
-            if not callable(getattr(storage, method, None)):
-                raise StorageError(f"storage object has no {method}() method", backend=type(storage).__name__)
-        return storage
-    scheme = urllib.parse.urlsplit(storage).scheme
+def resolve_url(value: Any, *, hook: str, what: str, methods: tuple[str, ...]) -> Any:
+    """An object with ``methods`` as is; a URL through the plugin that registered its scheme
+    with ``hook``. What is wrong (a missing method, no scheme, an unknown scheme and the
+    distribution to install for it) is a :class:`StorageError`."""
+    if not isinstance(value, str):
+        for method in methods:
+            if not callable(getattr(value, method, None)):
+                raise StorageError(f"{what} object has no {method}() method", backend=type(value).__name__)
+        return value
+    from ..plugins import registered
+
+    scheme = urllib.parse.urlsplit(value).scheme
     if not scheme:
-        raise StorageError(f"storage URL {storage!r} has no scheme (memory://, file://, sqlite://...)", backend="url")
-    factory = storage_schemes().get(scheme)
+        raise StorageError(f"{what} URL {value!r} has no scheme (memory://, file://, sqlite://...)", backend="url")
+    factory = registered(hook).get(scheme)
     if factory is None:
         hint = KNOWN_SCHEMES.get(scheme)
         advice = f"install {hint}" if hint else "no installed plugin registers it"
-        raise StorageError(f"unknown storage scheme {scheme!r}: {advice}", backend=scheme)
-    return factory(storage)
+        raise StorageError(f"unknown {what} scheme {scheme!r}: {advice}", backend=scheme)
+    return factory(value)
+
+
+def resolve_storage(storage: Any) -> Any:
+    """An adapter instance as is (``None``: a new :class:`MemoryAdapter`); a URL through the
+    plugin that registered its scheme."""
+    if storage is None:
+        return MemoryAdapter()
+    return resolve_url(storage, hook="register_storage", what="storage", methods=("load", "save", "delete"))
 
 
 __all__ = [
