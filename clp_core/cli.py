@@ -24,15 +24,21 @@ def _short(value: Any) -> str:
     return json.dumps(plain(value), default=str, ensure_ascii=False, separators=(", ", ": "))
 
 
+def _guards_text(outcomes: Any) -> str:
+    return " ".join(f"{g.name}:{'DENIED' if g.denied else 'ok'}" for g in outcomes)
+
+
+def _diff_text(changes: Any) -> str:
+    return ", ".join(f"{c.op} {c.path}" + ("" if c.op == "unset" else f" = {_short(c.value)}") for c in changes)
+
+
 def _row(entry: LogEntry) -> list[str]:
-    guards = " ".join(f"{g.name}:{'DENIED' if g.denied else 'ok'}" for g in entry.guard_outcomes)
+    guards = _guards_text(entry.guard_outcomes)
     result = entry.transition_result
     transition = entry.transition_attempted or ""
     if transition:
         transition += " (permitted)" if result.permitted else " (refused)"
-    diff = ", ".join(
-        f"{c.op} {c.path}" + ("" if c.op == "unset" else f" = {_short(c.value)}") for c in entry.state_diff
-    )
+    diff = _diff_text(entry.state_diff)
     payload = _short(dict(entry.intent_payload or {}))
     staged = entry.staged_proposal or entry.accepted_proposal
     if staged is not None:
@@ -126,9 +132,7 @@ def build_app() -> Any:
         for column in ("seq", "time", "intent", "payload", "source", "guards", "transition", "diff"):
             table.add_column(column, overflow="fold")
         for event in events:
-            guards = " ".join(f"{g.name}:{'DENIED' if g.denied else 'ok'}" for g in event.guard_outcomes)
-            diff = ", ".join(f"{c.op} {c.path}" + ("" if c.op == "unset" else f" = {_short(c.value)}")
-                             for c in event.diff)
+            guards, diff = _guards_text(event.guard_outcomes), _diff_text(event.diff)
             table.add_row(str(event.seq), event.timestamp[:23], event.intent_name or event.kind,
                           _short(dict(event.payload)), event.proposal_source or "", guards, event.transition or "",
                           diff)
