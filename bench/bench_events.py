@@ -75,7 +75,8 @@ from _common import (
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
 import clp_core as clp
-from clp_core.events import MemoryEventStore, Snapshot, SQLiteEventStore, replay, snapshot_to_json
+from clp_core import SQLiteEventStore
+from clp_core.events import MemoryEventStore, Snapshot, replay, snapshot_to_json
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 AGGREGATE = "bench:ledger"

@@ -5,13 +5,14 @@ from __future__ import annotations
 from . import errors, ops
 from .contract import Contract, Guard, IntentDef, Transition, create_contract
 from .errors import ClpError
-from .events import Event, EventStore, MemoryEventStore, SQLiteEventStore
+from .events import Event, EventStore, MemoryEventStore
 from .hookspecs import hookimpl
+from .lifecycle import Context, Runtime, create_runtime
 from .log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
-from .runtime import Context, Runtime, create_runtime
 from .saga import Saga, SagaContext, SagaResult, Step
 from .state import Change, ListView, StateView
 from .storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, StorageAdapter
+from .storage.sqlite_events import SQLiteEventStore
 
 __version__ = "0.2.0"
 

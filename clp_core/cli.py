@@ -162,7 +162,7 @@ def build_app() -> Any:
 
 def _run_with_store(url: str, action: Any) -> Any:
     """Open the event store at ``url``, run ``await action(store)``, close it."""
-    from .events import resolve_event_store
+    from .resolve import resolve_event_store
 
     async def run() -> Any:
         store = resolve_event_store(url)

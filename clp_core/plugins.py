@@ -292,3 +292,8 @@ class HookRunner:
                 errors.append(HookError(hook, plugin) if not isinstance(exc, ClpError) else exc)
                 errors[-1].__cause__ = exc if errors[-1] is not exc else exc.__cause__
         return errors
+
+
+def runtime_hooks(config: Mapping[str, Any] | None, middleware: Sequence[Any]) -> HookRunner:
+    """The hooks of a runtime created with ``config=`` overrides and ``middleware``."""
+    return HookRunner(active_plugins(config), list(middleware))

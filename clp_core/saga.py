@@ -14,18 +14,34 @@ import inspect
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from .errors import ClpError, ConfigError, ConflictError, UserCodeError
-from .events import Event, entry_from_event
+from .events import Event, EventStore, entry_from_event
 from .log import LogEntry, entry_from_dict, entry_to_dict, now
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
 logger = logging.getLogger("clp")
+
+
+class SagaHost(Protocol):
+    """What a saga needs of the runtime it runs on (:class:`clp_core.Runtime` has it)."""
+
+    storage_key: str
+    event_store: EventStore | None
+
+    @property
+    def last_seq(self) -> int: ...
+
+    async def hydrate(self) -> None: ...
+
+    async def execute(
+        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None
+    ) -> LogEntry: ...
+
+    async def log_saga_event(self, event: Event) -> None: ...
+
 
 COMPLETED, COMPENSATED, FAILED = "completed", "compensated", "failed"
 _TERMINAL = {f"saga_{status}" for status in (COMPLETED, COMPENSATED, FAILED)}
@@ -39,7 +55,7 @@ class SagaContext:
     step: str
     entry: LogEntry  # the step's commit
     results: Mapping[str, LogEntry]  # every completed step's commit so far
-    runtime: Runtime
+    runtime: SagaHost
 
 
 @attrs.frozen
@@ -81,7 +97,7 @@ class SagaResult:
 class _Progress:
     """The saga's stream: appends its progress events when the runtime has an event store."""
 
-    def __init__(self, runtime: Runtime, saga: Saga, saga_id: str, seq: int = 0) -> None:
+    def __init__(self, runtime: SagaHost, saga: Saga, saga_id: str, seq: int = 0) -> None:
         self.runtime, self.saga, self.saga_id, self.seq = runtime, saga, saga_id, seq
         self.stream = f"saga:{runtime.storage_key}:{saga_id}"
 
@@ -94,7 +110,7 @@ class _Progress:
         if store is not None:
             await store.append(event, self.seq)
         self.seq += 1
-        await self.runtime._saga_event(event)
+        await self.runtime.log_saga_event(event)
 
 
 async def _call(function: Callable[..., Any], *args: Any) -> Any:
@@ -104,7 +120,7 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-async def run(runtime: Runtime, saga: Saga, saga_id: str | None = None) -> SagaResult:
+async def run(runtime: SagaHost, saga: Saga, saga_id: str | None = None) -> SagaResult:
     progress = _Progress(runtime, saga, saga_id or uuid.uuid4().hex)
     await progress.record("saga_started", steps=list(saga.steps))
     return await _forward(progress, {}, list(saga.steps))
@@ -116,7 +132,7 @@ async def _forward(progress: _Progress, results: dict[str, LogEntry], remaining:
         step = saga.steps[name]
         try:
             payload = dict(await _call(step.payload, dict(results)) if callable(step.payload) else step.payload)
-            await progress.record("step_started", step=name, payload=payload, after_seq=runtime._seq)
+            await progress.record("step_started", step=name, payload=payload, after_seq=runtime.last_seq)
             entry = await runtime.execute(step.intent, payload, step.transition)
         except ClpError as exc:
             await progress.record("step_failed", step=name, error=f"{type(exc).__name__}: {exc}")
@@ -158,7 +174,7 @@ async def _compensate(
 
 
 async def resume(
-    runtime: Runtime, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
+    runtime: SagaHost, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
 ) -> list[SagaResult]:
     """Finish every saga of this runtime's aggregate whose stream has no end: the step that
     was running counts as done if the aggregate committed it, then the saga goes on (or,
@@ -196,7 +212,7 @@ async def resume(
     return finished
 
 
-async def _resume_one(runtime: Runtime, progress: _Progress, events: list[Event], compensate: bool) -> SagaResult:
+async def _resume_one(runtime: SagaHost, progress: _Progress, events: list[Event], compensate: bool) -> SagaResult:
     results: dict[str, LogEntry] = {}
     running: Event | None = None
     failed = False
@@ -230,7 +246,7 @@ def _age(event: Event) -> float:
     return (_dt.datetime.now(_dt.UTC) - stamp).total_seconds()
 
 
-async def _committed_after(runtime: Runtime, intent: str, started: Event) -> LogEntry | None:
+async def _committed_after(runtime: SagaHost, intent: str, started: Event) -> LogEntry | None:
     """The aggregate's commit of the step recorded by ``started``, if it happened."""
     assert runtime.event_store is not None
     payload = dict(started.data.get("payload") or {})

@@ -12,13 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clp_core as clp
-from clp_core import ops
+from clp_core import SQLiteEventStore, ops
 from clp_core.errors import ConfigError, CorruptStateError, HistoryError
 from clp_core.events import (
     FORMAT_VERSION,
     Event,
     MemoryEventStore,
-    SQLiteEventStore,
     event_from_json,
     event_to_json,
     register_upcaster,

@@ -200,7 +200,7 @@ async def _half_done(rt: clp.Runtime, saga_id: str) -> None:
 
     progress = saga_module._Progress(rt, booking_saga(), saga_id)
     await progress.record("saga_started", steps=["reserve", "charge", "issue"])
-    await progress.record("step_started", step="reserve", payload={"seat": "12A"}, after_seq=rt._seq)
+    await progress.record("step_started", step="reserve", payload={"seat": "12A"}, after_seq=rt.last_seq)
     await rt.execute("reserveSeat", {"seat": "12A"})
 
 

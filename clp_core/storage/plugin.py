@@ -1,16 +1,18 @@
 """The built-in storage plugin: ``memory://``, ``file:///dir``, ``sqlite:///path.db`` and, under
-Pyodide, ``localstorage://``."""
+Pyodide, ``localstorage://``; memory and SQLite event stores."""
 
 from __future__ import annotations
 
 import urllib.parse
 from typing import Any
 
+from ..events import MemoryEventStore
 from ..hookspecs import hookimpl
 from .filesystem import FileSystemAdapter
 from .localstorage import LocalStorageAdapter
 from .memory import MemoryAdapter
 from .sqlite import SQLiteAdapter
+from .sqlite_events import SQLiteEventStore
 
 name = "clp-storage"
 
@@ -29,8 +31,6 @@ def sqlite_path(url: str) -> str:
 
 @hookimpl
 def register_event_stores() -> dict[str, Any]:
-    from ..events import MemoryEventStore, SQLiteEventStore
-
     return {
         "memory": lambda url: MemoryEventStore(),
         "sqlite": lambda url: SQLiteEventStore(sqlite_path(url)),

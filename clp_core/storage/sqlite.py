@@ -71,7 +71,9 @@ class SQLiteAdapter:
             self._conn = conn
         return self._conn
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on a worker thread, one call at a time; sqlite3 errors become
+        :class:`StorageError`."""
         def call() -> T:
             with self._lock:
                 return fn(self._connect())
@@ -85,7 +87,7 @@ class SQLiteAdapter:
         return (await self.load_versioned(key))[0]
 
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
-        row = await self._run(
+        row = await self.run(
             lambda c: c.execute("SELECT data, version FROM clp_state WHERE key = ?", (key,)).fetchone()
         )
         if row is None:
@@ -94,7 +96,7 @@ class SQLiteAdapter:
 
     async def save(self, key: str, document: Document) -> None:
         encoded = codec.encode(document)
-        await self._run(
+        await self.run(
             lambda c: c.execute(
                 "INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?) "
                 "ON CONFLICT(key) DO UPDATE SET data = excluded.data, version = clp_state.version + 1",
@@ -118,12 +120,12 @@ class SQLiteAdapter:
                 )
             return cur.rowcount == 1
 
-        if not await self._run(write):
+        if not await self.run(write):
             raise ConflictError(f"key {key!r} changed since version {expected_version}", backend=self.name)
         return expected_version + 1
 
     async def delete(self, key: str) -> None:
-        await self._run(lambda c: c.execute("DELETE FROM clp_state WHERE key = ?", (key,)))
+        await self.run(lambda c: c.execute("DELETE FROM clp_state WHERE key = ?", (key,)))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -25,7 +25,7 @@ import attrs
 
 import clp_core as clp
 from clp_core.errors import ClpError, ConflictError
-from clp_core.storage import resolve_storage
+from clp_core.resolve import resolve_storage
 
 CORE_ONLY = {"disable": ["*"]}  # entry-point plugins play no part in the proof
 

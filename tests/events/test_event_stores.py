@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clp_core.events import MemoryEventStore, SQLiteEventStore
+from clp_core import MemoryEventStore, SQLiteEventStore
 from clp_core.testing.events import EventStoreSuite
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from clp_core.errors import CorruptStateError, StorageError
-from clp_core.storage import FileSystemAdapter, resolve_storage
+from clp_core.resolve import resolve_storage
+from clp_core.storage import FileSystemAdapter
 from clp_core.storage.filesystem import key_to_filename
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite, bounded_default_executor
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from clp_core.errors import StorageError
-from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, resolve_storage, storage_schemes
+from clp_core.resolve import resolve_storage, storage_schemes
+from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter
 from clp_core.testing.storage import StorageAdapterSuite
 
 

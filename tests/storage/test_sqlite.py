@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.storage import SQLiteAdapter, resolve_storage
+from clp_core.resolve import resolve_storage
+from clp_core.storage import SQLiteAdapter
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite, bounded_default_executor
 
 

@@ -26,8 +26,9 @@ from typing import Any
 
 from clp_core.errors import ConflictError
 from clp_core.log import now
+from clp_core.resolve import resolve_storage
 from clp_core.state import plain
-from clp_core.storage import VersionedStorage, resolve_storage
+from clp_core.storage import VersionedStorage
 
 logger = logging.getLogger("clp.inspect")
 

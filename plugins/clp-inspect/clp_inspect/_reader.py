@@ -1,7 +1,7 @@
 """Read-only access to a store: the adapters the runtime uses, behind proxies that only read.
 
 :class:`StoreReader` opens the storage adapter and the event store through
-``clp_core.storage.resolve_storage`` and ``clp_core.events.resolve_event_store`` (so any
+``clp_core.resolve.resolve_storage`` and ``clp_core.resolve.resolve_event_store`` (so any
 installed backend works) and wraps them in :class:`ReadOnlyStorage` and
 :class:`ReadOnlyEventStore`, which have no writing method at all. For ``sqlite://`` URLs it
 first looks at the file through a read-only SQLite connection: a missing file is an error
@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 
 from clp_core.errors import ClpError, HistoryError
-from clp_core.events import Event, apply_events, replay, resolve_event_store
+from clp_core.events import Event, apply_events, replay
+from clp_core.resolve import resolve_event_store, resolve_storage
 from clp_core.state import plain
-from clp_core.storage import resolve_storage
 
 from ._live import INDEX_KEY, is_reserved, live_key
 

@@ -19,9 +19,8 @@ from clp_mongo import MongoAdapter, MongoEventStore
 
 import clp_core as clp
 from clp_core.config import PluginConfig
-from clp_core.events import resolve_event_store
 from clp_core.plugins import plugin_statuses
-from clp_core.storage import resolve_storage, storage_schemes
+from clp_core.resolve import resolve_event_store, resolve_storage, storage_schemes
 
 HERE = pathlib.Path(__file__).resolve().parent
 DOCS = HERE.parents[2] / "docs" / "plugins" / "mongo.md"

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 
 from clp_core.cli import build_app, plugin_rows
 from clp_core.errors import ConfigError
-from clp_core.events import resolve_event_store
-from clp_core.storage import resolve_storage
+from clp_core.resolve import resolve_event_store, resolve_storage
 from clp_core.testing.plugins import PluginSuite
 
 

@@ -66,8 +66,8 @@ def recorder(inputs: dict[str, str], state: dict[str, Any] | None = None, **extr
 def test_registers_the_pydantic_validator_through_the_hook() -> None:
     assert clp_pydantic.register_validators() == {"pydantic": clp_pydantic.create_validator}
     runtime = make_runtime(counter())
-    assert isinstance(runtime._validator, PydanticValidator)
-    assert isinstance(runtime._validator, Validator)
+    assert isinstance(runtime.validator, PydanticValidator)
+    assert isinstance(runtime.validator, Validator)
 
 
 def test_discovered_as_an_entry_point_plugin() -> None:
@@ -386,7 +386,7 @@ async def test_nested_models_unions_and_lists_report_dot_paths() -> None:
     assert info.value.errors == [{"field": "pet", "expected": "one of the tags 'cat', 'dog' in 'kind'", "got": "dict"}]
     await runtime.dispatch("put", {"code": 1})  # partial: the fields absent are not required yet
     with pytest.raises(ValidationError, match="pet: expected a value, got missing"):
-        await runtime._validator.validate_payload("put", {"code": 1}, complete=True)
+        await runtime.validator.validate_payload("put", {"code": 1}, complete=True)
     await runtime.execute("put", {"address": {"street": "Main", "zip": "1234"},
                                   "pet": {"kind": "dog", "good": True}, "code": "x"})
     assert runtime.get_state("last") == {"address": {"street": "Main", "zip": "1234"},

@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from clp_redis import RedisEventStore
 
 from clp_core.errors import ConflictError, CorruptStateError, StorageError
-from clp_core.events import Snapshot, event_from_json, event_to_json, resolve_event_store
+from clp_core.events import Snapshot, event_from_json, event_to_json
+from clp_core.resolve import resolve_event_store
 from clp_core.testing.events import EventStoreSuite, make_event
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

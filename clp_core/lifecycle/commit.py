@@ -1,0 +1,186 @@
+"""One commit attempt: guards (and a denying guard's suggestion), the choice of transition,
+idempotency, and the effects applied to the state with an undo log.
+
+:func:`attempt` takes values and returns a frozen :class:`CommitResult`; the runtime decides
+what to keep (persist, or roll back and retry on a conflict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import attrs
+
+from ..contract import Contract, Guard, Transition
+from ..errors import (
+    AmbiguousTransitionError,
+    ClpError,
+    ConditionError,
+    EffectError,
+    EffectTimeoutError,
+    GuardDeniedError,
+    GuardError,
+    NoMatchingTransitionError,
+)
+from ..log import GuardOutcome, Intent, LogEntry, Proposal
+from ..persistence import Records
+from ..state import Change, State, StateView, Writer, plain
+from .context import Context
+from .intake import Intake
+
+
+@attrs.frozen
+class CommitResult:
+    """What one attempt did. Exactly one of ``error``, ``replayed`` and ``undo`` is set:
+    it failed, it was answered from an idempotency record, or its effects are applied to the
+    state (``undo`` rolls them back)."""
+
+    context: Context
+    guard_outcomes: tuple[GuardOutcome, ...] = ()
+    transition: str | None = None  # the one asked for, then the one chosen
+    error: ClpError | None = None
+    replayed: LogEntry | None = None
+    undo: Writer | None = None
+    changes: tuple[Change, ...] = ()
+    idempotency_key: str | None = None
+    denied: Guard | None = None
+    suggestion: Proposal | None = None
+    suggestion_error: BaseException | None = None
+
+
+async def attempt(
+    contract: Contract, intake: Intake, state: State, intent: Intent, name: str | None, records: Records
+) -> CommitResult:
+    ctx = Context(intent, StateView(state))
+    outcomes: list[GuardOutcome] = []
+    transition_name = name
+    try:
+        recorded = _recorded(contract, name, ctx, records) if records else None
+        if recorded is not None:
+            return CommitResult(ctx, transition=name, replayed=recorded)
+        for guard in contract.guards:
+            denied = _denies(guard, ctx)
+            outcomes.append(GuardOutcome(guard.name, denied))
+            if denied:
+                return _denial(intake, guard, ctx, tuple(outcomes), name)
+        transition = _choose(contract, name, ctx)
+        transition_name = transition.name
+        key = _idempotency_key(transition, ctx)
+        effects = await _effects(transition, ctx)
+        writer = Writer(state)
+        try:
+            writer.apply_effects(effects)
+            intake.check_state(state)
+        except BaseException as exc:
+            writer.rollback()
+            if isinstance(exc, ClpError) or not isinstance(exc, Exception):
+                raise
+            raise EffectError(f"effects of {transition.name} failed: {type(exc).__name__}: {exc}",
+                              where=str(transition.name)) from exc
+    except ClpError as exc:
+        return CommitResult(ctx, tuple(outcomes), transition_name, error=exc)
+    return CommitResult(ctx, tuple(outcomes), transition_name, undo=writer, changes=tuple(writer.changes),
+                        idempotency_key=key)
+
+
+def _denies(guard: Guard, ctx: Context) -> bool:
+    try:
+        return bool(guard.deny(ctx))
+    except Exception as exc:
+        raise GuardError(f"Guard {guard.name} raised: {type(exc).__name__}: {exc}", where=guard.name) from exc
+
+
+def _denial(
+    intake: Intake, guard: Guard, ctx: Context, outcomes: tuple[GuardOutcome, ...], name: str | None
+) -> CommitResult:
+    """The guard's suggestion is checked here; an invalid one is reported, never staged."""
+    suggestion: Proposal | None = None
+    problem: BaseException | None = None
+    if guard.suggest is not None:
+        try:
+            suggestion = intake.suggestion(guard, ctx.intent, guard.suggest(ctx))
+        except Exception as exc:
+            problem = exc
+    error = GuardDeniedError(guard.name, None if suggestion is None else plain(suggestion.values))
+    return CommitResult(ctx, outcomes, name, error=error, denied=guard, suggestion=suggestion,
+                        suggestion_error=problem)
+
+
+def _recorded(contract: Contract, name: str | None, ctx: Context, records: Records) -> LogEntry | None:
+    """The entry of an earlier commit with this commit's idempotency key. Looked up before the
+    guards: a retry returns what the first attempt did."""
+    if name is not None:
+        candidates = [t for t in (contract.transitions.get(name),) if t is not None]
+    else:
+        candidates = list(contract.transitions.values())
+    for transition in candidates:
+        if transition.idempotency_key is None or not _holds(transition, ctx):
+            continue
+        key = _idempotency_key(transition, ctx)
+        if key is not None and key in records:
+            return records.get(key)
+    return None
+
+
+def _choose(contract: Contract, name: str | None, ctx: Context) -> Transition:
+    if name is not None:
+        transition = contract.transitions.get(name)
+        if transition is None or not _holds(transition, ctx):
+            raise NoMatchingTransitionError(name)
+        return transition
+    matching = [t for t in contract.transitions.values() if _holds(t, ctx)]
+    if len(matching) != 1:
+        raise AmbiguousTransitionError(len(matching))
+    return matching[0]
+
+
+def _holds(transition: Transition, ctx: Context) -> bool:
+    if transition.when is None:
+        return True
+    try:
+        return bool(transition.when(ctx))
+    except Exception as exc:
+        raise ConditionError(
+            f"when of transition {transition.name} raised: {type(exc).__name__}: {exc}", where=str(transition.name)
+        ) from exc
+
+
+def _idempotency_key(transition: Transition, ctx: Context) -> str | None:
+    if transition.idempotency_key is None:
+        return None
+    try:
+        key = transition.idempotency_key(ctx)
+    except Exception as exc:
+        raise EffectError(
+            f"idempotency_key of {transition.name} raised: {type(exc).__name__}: {exc}", where=str(transition.name)
+        ) from exc
+    return None if key is None else str(key)
+
+
+async def _effects(transition: Transition, ctx: Context) -> Mapping[str, Any]:
+    name = str(transition.name)
+    try:
+        result = transition.effects(ctx)
+        if inspect.isawaitable(result):
+            if transition.timeout is not None:
+                result = await asyncio.wait_for(_as_coroutine(result), transition.timeout)
+            else:
+                result = await result
+    except TimeoutError as exc:
+        raise EffectTimeoutError(f"effects of {name} timed out after {transition.timeout} s", where=name) from exc
+    except ClpError:
+        raise
+    except Exception as exc:
+        raise EffectError(f"effects of {name} failed: {type(exc).__name__}: {exc}", where=name) from exc
+    if result is None:
+        return {}
+    if not isinstance(result, Mapping):
+        raise EffectError(f"effects of {name} returned {type(result).__name__}, expected a dict", where=name)
+    return result
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,129 @@
+"""What enters a runtime, checked: dispatched payloads, AI proposals, guard suggestions,
+accepted payloads, and the state a commit produces."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ..contract import CompiledIntent, Contract, Guard
+from ..errors import ProposalError, UnknownIntentError, ValidationError
+from ..log import Intent, Proposal
+from ..state import State, StateView, plain
+from ..validation import Validator
+
+AIProvider = Callable[[Intent], Any]
+
+
+def is_complete(compiled: CompiledIntent, payload: Mapping[str, Any]) -> bool:
+    """0.1's rule: every required input present and not None."""
+    return all(payload.get(f) is not None for f in compiled.required)
+
+
+def _undeclared(where: str, keys: list[str]) -> ValidationError:
+    return ValidationError(where, [{"field": str(k), "expected": "a declared input", "got": "undeclared field"}
+                                   for k in keys])
+
+
+class Intake:
+    """Checks values against the contract's types, or through ``validator`` (which may coerce).
+
+    A lenient validator's failures do not stop the call: they wait in :attr:`failures` for the
+    next log entry.
+    """
+
+    def __init__(self, contract: Contract, validator: Validator | None, strict: bool) -> None:
+        self.contract, self.validator, self.strict = contract, validator, strict
+        self.failures: list[ValidationError] = []
+
+    def take_failures(self) -> list[ValidationError]:
+        failures, self.failures = self.failures, []
+        return failures
+
+    def intent(self, name: str, payload: Mapping[str, Any] | None) -> Intent:
+        """The intent a dispatch makes current."""
+        compiled = self.contract.intent(name)
+        if compiled is None:
+            raise UnknownIntentError(name)
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise ValidationError(
+                f"payload of {name}", [{"field": "<payload>", "expected": "object", "got": type(payload).__name__}])
+        unknown = [k for k in payload if k not in compiled.inputs]
+        if unknown:
+            raise _undeclared(f"payload of {name}", unknown)
+        values = self.values(compiled, payload, f"payload of {name}", complete=is_complete(compiled, payload))
+        return Intent(name, values, is_complete(compiled, values))
+
+    async def proposal(self, provider: AIProvider, intent: Intent) -> Proposal:
+        """Ask ``provider`` for values for ``intent``; they may fill inputs, never override a
+        required one the caller gave."""
+        try:
+            result = provider(intent)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            raise ProposalError(f"AI provider failed for {intent.name}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, Mapping):
+            raise ProposalError(f"AI provider returned {type(result).__name__} for {intent.name}, expected a dict")
+        compiled = self.contract.intents[intent.name]
+        for key in result:
+            if key not in compiled.inputs:
+                raise ProposalError(f"Proposal contains invalid field: {key}")
+            if key in compiled.required and intent.payload.get(key) is not None:
+                raise ProposalError(f"Proposal tries to override required field: {key}")
+        return Proposal(self.values(compiled, result, f"proposal for {intent.name}"), "ai")
+
+    def suggestion(self, guard: Guard, intent: Intent, values: Any) -> Proposal | None:
+        """A denying guard's correction, to be staged; it may replace any input."""
+        if values is None:
+            return None
+        if not isinstance(values, Mapping):
+            raise ProposalError(f"suggestion of guard {guard.name} is {type(values).__name__}, expected a dict")
+        compiled = self.contract.intents[intent.name]
+        for key in values:
+            if key not in compiled.inputs:
+                raise ProposalError(f"Proposal contains invalid field: {key}")
+        return Proposal(self.values(compiled, values, f"suggestion of guard {guard.name}"), f"guard:{guard.name}")
+
+    def accepted(self, intent: Intent, staged: Proposal) -> Intent:
+        """``intent`` with the staged values merged into its payload."""
+        compiled = self.contract.intents[intent.name]
+        merged = plain({**intent.payload, **staged.values})
+        payload = self.values(compiled, merged, f"accepted payload of {intent.name}",
+                              complete=is_complete(compiled, merged))
+        return attrs.evolve(intent, payload=payload, complete=is_complete(compiled, payload), source=staged.source)
+
+    def values(
+        self, compiled: CompiledIntent, values: Mapping[str, Any], where: str, *, complete: bool = False
+    ) -> dict[str, Any]:
+        """The values to use: checked against the declared types, or by the validator."""
+        try:
+            if self.validator is None:
+                self.contract.check_values(compiled, values, where=where)
+                return {k: plain(v) for k, v in values.items()}
+            try:
+                return self.validator.validate_payload(compiled.name, values, complete=complete)
+            except ValidationError as exc:
+                error = exc if exc.where == where else ValidationError(where, exc.errors)  # say what was checked
+                if self.strict:
+                    raise error from None
+                self.failures.append(error)
+                return {k: plain(v) for k, v in values.items()}
+        except RecursionError:  # a cyclic or absurdly deep value
+            raise ValidationError(where, [{"field": "<payload>", "expected": "a finite, reasonably nested value",
+                                           "got": "cyclic or too deeply nested"}]) from None
+
+    def check_state(self, state: State) -> None:
+        if self.validator is None or not self.validator.checks_state:
+            return
+        try:
+            self.validator.validate_state(StateView(state))
+        except ValidationError as exc:
+            if self.strict:
+                raise
+            self.failures.append(exc)

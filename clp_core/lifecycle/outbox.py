@@ -1,0 +1,101 @@
+"""What a phase leaves for after the runtime's lock: log entries for ``on_log_entry``,
+failures for ``on_error``, ``after_*`` hooks and subscribers.
+
+Delivering after the lock lets hooks and subscribers call the runtime again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import StorageError
+from ..log import AuditLog, LogEntry
+from ..plugins import HookRunner
+from ..state import Path, State, StateView, parse_path, touches
+
+logger = logging.getLogger("clp")
+
+Subscriber = Callable[[Mapping[str, Any]], Any]
+
+
+class Outbox:
+    """The audit log, and the deliveries owed once the lock is released, in log order."""
+
+    def __init__(self, hooks: HookRunner, log: AuditLog) -> None:
+        self.hooks, self.log = hooks, log
+        self._ships = hooks.has("on_log_entry")
+        self._entries: list[LogEntry] = []  # logged, not yet given to on_log_entry
+        self._errors: list[tuple[BaseException, str]] = []  # not yet given to on_error
+        self._flushing = False
+
+    def record(self, entry: LogEntry) -> None:
+        self.log.append(entry)
+        if self._ships:
+            self._entries.append(entry)
+
+    def defer_error(self, error: BaseException, phase: str) -> None:
+        """Report ``error`` to ``on_error`` at the next flush (it did not fail the phase)."""
+        self._errors.append((error, phase))
+
+    async def flush(self) -> None:
+        """Ship what was recorded. One flush at a time ships everything, so entries arrive in
+        log order even when a hook awaits; a call made from inside a hook leaves its entries
+        to the flush under way."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._entries or self._errors:
+                while self._entries:
+                    await self.after("on_log_entry", entry=self._entries.pop(0))
+                while self._errors:
+                    await self.report(*self._errors.pop(0))
+        finally:
+            self._flushing = False
+
+    async def report(self, error: BaseException, phase: str) -> None:
+        if isinstance(error, StorageError):
+            phase = "storage"
+        if self.hooks.has("on_error"):
+            await self.hooks.call_quietly("on_error", error=error, phase=phase)
+
+    async def after(self, hook: str, **kwargs: Any) -> None:
+        """Call an ``after_*``/``on_*`` hook; its failures go to ``on_error``."""
+        if self.hooks.has(hook):
+            for error in await self.hooks.call_quietly(hook, **kwargs):
+                await self.report(error, hook)
+
+
+class Subscribers:
+    """Callbacks on paths of the state, called after commits that touched them."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[int, tuple[Path, Subscriber]] = {}
+        self._next = 0
+
+    def add(self, path: str, callback: Subscriber) -> Callable[[], None]:
+        watched = parse_path(path)
+        token, self._next = self._next, self._next + 1
+        self._callbacks[token] = (watched, callback)
+
+        def unsubscribe() -> None:
+            self._callbacks.pop(token, None)
+
+        return unsubscribe
+
+    async def notify(self, changed: Sequence[Path], state: State, outbox: Outbox) -> None:
+        if not changed or not self._callbacks:
+            return
+        view = StateView(state)
+        for watched, callback in list(self._callbacks.values()):
+            if touches(changed, watched):
+                try:
+                    result = callback(view)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    logger.exception("clp subscriber of %s failed", ".".join(watched))
+                    await outbox.report(exc, "subscriber")

@@ -1,0 +1,398 @@
+"""The public runtime: dispatch -> (propose -> accept) -> guards -> transition -> commit.
+
+Each lifecycle call is one :class:`~.phase.Phase`: the lock, then the work (checked by
+:mod:`.intake`, committed by :mod:`.commit`, kept by :mod:`clp_core.persistence`), then,
+after the lock, the deliveries of :mod:`.outbox`. This is the only place that changes state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .. import saga as saga_module
+from ..contract import Contract
+from ..errors import (
+    ClpError,
+    ConfigError,
+    ConflictError,
+    EffectError,
+    GuardDeniedError,
+    IncompleteIntentError,
+    NoIntentError,
+    NoMatchingIntentError,
+    NoStagedProposalError,
+    UnacceptedProposalError,
+    UnknownIntentError,
+)
+from ..events import Event, EventStore
+from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now
+from ..persistence import DocumentPersistence, EventPersistence, Persistence
+from ..plugins import runtime_hooks
+from ..resolve import resolve_event_store, resolve_storage
+from ..saga import Saga, SagaResult
+from ..state import State, changed_paths, copy_value, lookup, parse_path, plain
+from ..validation import build_validator, intent_json_schema
+from . import commit
+from .commit import CommitResult
+from .intake import AIProvider, Intake
+from .outbox import Outbox, Subscriber, Subscribers
+from .phase import Phase
+
+
+class Runtime:
+    """A contract's runtime: the current intent, the staged proposal, state and log.
+
+    Create it with :func:`create_runtime`.
+    """
+
+    def __init__(
+        self,
+        contract: Contract,
+        ai_provider: AIProvider | None = None,
+        *,
+        storage: Any = None,
+        storage_key: str = "clp:state",
+        persist_on_commit: bool | None = None,
+        hydrate_on_init: bool | None = None,
+        initial_state: Mapping[str, Any] | None = None,
+        validation: Mapping[str, Any] | None = None,
+        middleware: Sequence[Any] = (),
+        config: Mapping[str, Any] | None = None,
+        event_store: Any = None,
+        snapshot_every: int = 1000,
+        log_limit: int | None = 10_000,
+        idempotency_limit: int = 10_000,
+        max_conflict_retries: int = 100,
+    ) -> None:
+        if not isinstance(contract, Contract):
+            raise ConfigError("create_runtime needs a contract made by create_contract()")
+        if ai_provider is not None and not callable(ai_provider):
+            raise ConfigError("ai_provider must be callable (sync or async) or None")
+        if not isinstance(storage_key, str) or not storage_key:
+            raise ConfigError("storage_key must be a non-empty string")
+        if not isinstance(snapshot_every, int) or snapshot_every < 1:
+            raise ConfigError("snapshot_every must be a positive integer")
+        self.contract = contract
+        self.ai_provider = ai_provider
+        self.storage_key = storage_key
+        self.config = dict(config or {})
+        self.max_conflict_retries = max_conflict_retries
+        self.validator = None if validation is None else build_validator(contract, validation)
+        self._intake = Intake(contract, self.validator, bool((validation or {}).get("strict", True)))
+        self.storage = resolve_storage(storage)
+        self.event_store: EventStore | None = None if event_store is None else resolve_event_store(event_store)
+        durable = storage is not None or event_store is not None
+        self.persist_on_commit = durable if persist_on_commit is None else persist_on_commit
+        self.hydrate_on_init = durable if hydrate_on_init is None else hydrate_on_init
+        self._state: State = copy_value(dict(initial_state or {}))
+        initial = plain(self._state)
+        self.hooks = runtime_hooks(self.config, middleware)
+        self._outbox = Outbox(self.hooks, AuditLog(log_limit))
+        self._persistence: Persistence
+        if self.event_store is not None:
+            self._persistence = EventPersistence(
+                self.event_store, storage_key, initial, snapshot_every=snapshot_every,
+                records_limit=idempotency_limit, report=self._outbox.defer_error)
+        else:
+            self._persistence = DocumentPersistence(
+                self.storage, storage_key, initial, save_on_commit=self.persist_on_commit,
+                records_limit=idempotency_limit)
+        self._subscribers = Subscribers()
+        self._hydrated = not self.hydrate_on_init
+        self._intent: Intent | None = None
+        self._staged: Proposal | None = None
+        self._lock = asyncio.Lock()
+
+    # -- context management ------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        await self.hydrate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def hydrate(self) -> None:
+        """Load state from storage now (otherwise the first lifecycle call does)."""
+        async with self._lock:
+            await self._ensure_hydrated()
+
+    async def close(self) -> None:
+        """Let plugins flush (``on_close``), then close the storage adapter and event store."""
+        if self.hooks.has("on_close"):
+            await self.hooks.call_quietly("on_close")
+        for resource in (self.storage, self.event_store):
+            close = getattr(resource, "close", None)
+            if close is not None:
+                await close()
+
+    async def _ensure_hydrated(self) -> None:
+        if not self._hydrated:
+            self._state = await self._persistence.load()
+            self._hydrated = True
+
+    def _phase(self, name: str) -> Phase:
+        return Phase(name, self._lock, self._ensure_hydrated, self._flush, self._outbox)
+
+    async def _flush(self) -> None:
+        self._intake.failures.clear()  # failures of a call that logged nothing are dropped with it
+        await self._outbox.flush()
+
+    # -- reads -------------------------------------------------------------------------
+    def get_state(self, path: str | None = None) -> Any:
+        """The value at ``path`` (a dot path), or the whole state; containers are copies."""
+        if path is None:
+            return plain(self._state)
+        return plain(lookup(self._state, parse_path(path)))
+
+    def get_log(self) -> list[LogEntry]:
+        """A copy of the in-memory audit log (the last ``log_limit`` entries)."""
+        return self._outbox.log.snapshot()
+
+    @property
+    def current_intent(self) -> Intent | None:
+        return self._intent
+
+    @property
+    def staged_proposal(self) -> Proposal | None:
+        return self._staged
+
+    @property
+    def last_seq(self) -> int:
+        """The aggregate's last event sequence number as this runtime knows it (0 without an event store)."""
+        return self._persistence.seq if isinstance(self._persistence, EventPersistence) else 0
+
+    def subscribe(self, path: str, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(state)`` after each commit that changed something at, under or
+        above ``path``. Returns a function that unsubscribes."""
+        if not callable(callback):
+            parse_path(path)
+            raise ConfigError("subscribe needs a callable callback")
+        return self._subscribers.add(path, callback)
+
+    def intent_schema(self, name: str) -> dict[str, Any]:
+        """JSON Schema of an intent's payload (for an AI provider's structured output)."""
+        compiled = self.contract.intent(name)
+        if compiled is None:
+            raise UnknownIntentError(name)
+        if self.validator is not None:
+            return self.validator.intent_schema(name)
+        return intent_json_schema(compiled)
+
+    # -- event sourcing and sagas -------------------------------------------------------
+    def _events(self, what: str) -> EventPersistence:
+        if not isinstance(self._persistence, EventPersistence):
+            raise ConfigError(f"{what}() needs a runtime created with event_store=...")
+        return self._persistence
+
+    async def state_at(self, seq: int) -> dict[str, Any]:
+        """The state as of event ``seq`` (1 = after the first commit; 0 = the initial state)."""
+        return await self._events("state_at").state_at(seq)
+
+    async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
+        """The aggregate's events in order, read ``page`` at a time."""
+        async for event in self._events("history").history(after, page):
+            yield event
+
+    async def run_saga(self, saga: Saga, saga_id: str | None = None) -> SagaResult:
+        """Run ``saga``'s steps in order, each as one ``execute``; if one fails, compensate
+        the completed ones in reverse. See :mod:`clp_core.saga`."""
+        return await saga_module.run(self, saga, saga_id)
+
+    async def resume_sagas(
+        self, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
+    ) -> list[SagaResult]:
+        """Finish the sagas a dead process left running (definitions by saga name); see
+        :func:`clp_core.saga.resume`."""
+        return await saga_module.resume(self, sagas, compensate=compensate, stale_after=stale_after)
+
+    async def log_saga_event(self, event: Event) -> None:
+        """Log a saga's progress and call ``on_saga_event`` (used by :mod:`clp_core.saga`)."""
+        detail = {"saga": event.data.get("saga"), "saga_id": event.data.get("saga_id"),
+                  "kind": event.kind, "step": event.data.get("step")}
+        self._outbox.record(LogEntry(intent_name=None, intent_payload=None, phase="saga",
+                                     error=event.data.get("error"), detail=detail))
+        await self._flush()
+        await self._outbox.after("on_saga_event", event=event)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def dispatch(self, name: str, payload: Mapping[str, Any] | None = None) -> Intent:
+        """Make ``name`` the current intent (replacing any earlier one and its proposal)."""
+        async with self._phase("dispatch") as phase:
+            intent = await self._dispatch(name, payload, phase)
+        return intent
+
+    async def propose(self, name: str) -> dict[str, Any] | None:
+        """Ask the AI provider for values; they are staged, never applied.
+
+        Returns ``None`` when ``name`` is not the current intent or there is no provider.
+        """
+        async with self._phase("propose") as phase:
+            intent = self._intent
+            if intent is None or intent.name != name or self.ai_provider is None:
+                return None
+            await self.hooks.call("before_propose", intent=intent)
+            proposal = await self._intake.proposal(self.ai_provider, intent)
+            self._staged = proposal
+            self._outbox.record(self._entry(intent, "propose", staged_proposal=proposal.values,
+                                            proposal_source=proposal.source))
+            phase.then(self._outbox.after, "after_propose", intent=intent, proposal=proposal)
+        return plain(proposal.values)  # type: ignore[no-any-return]
+
+    async def accept_proposal(self, name: str) -> Intent:
+        """Merge the staged proposal into the current intent's payload."""
+        async with self._phase("accept"):
+            intent, staged = self._current(name, "accept")
+            accepted = self._intake.accepted(intent, staged)
+            self._intent, self._staged = accepted, None
+            self._outbox.record(self._entry(accepted, "accept", accepted_proposal=staged.values,
+                                            proposal_source=staged.source))
+        return accepted
+
+    async def reject_proposal(self, name: str) -> Intent:
+        """Discard the staged proposal (logged); the intent stays current."""
+        async with self._phase("reject"):
+            intent, staged = self._current(name, "reject")
+            self._staged = None
+            self._outbox.record(self._entry(intent, "reject", staged_proposal=staged.values,
+                                            proposal_source=staged.source))
+        return intent
+
+    async def commit(self, transition: str | None = None) -> LogEntry:
+        """Run guards, pick the transition, apply its effects, persist; returns the entry."""
+        async with self._phase("commit") as phase:
+            entry = await self._commit(transition, phase)
+        return entry
+
+    async def execute(
+        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None
+    ) -> LogEntry:
+        """``dispatch`` + ``commit`` as one atomic step."""
+        async with self._phase("dispatch") as phase:
+            await self._dispatch(name, payload, phase)
+            phase.name = "commit"
+            entry = await self._commit(transition, phase)
+        return entry
+
+    # -- phases (called with the lock held) ---------------------------------------------
+    def _entry(self, intent: Intent | None, phase: str, **fields: Any) -> LogEntry:
+        failures = self._intake.take_failures() if self._intake.failures else ()
+        if failures:
+            fields["validation_errors"] = tuple(e for exc in failures for e in exc.errors)
+            for exc in failures:
+                self._outbox.defer_error(exc, phase)
+        return LogEntry(
+            intent_name=intent.name if intent else None,
+            intent_payload=intent.payload if intent else None,
+            phase=phase,
+            **fields,
+        )
+
+    def _current(self, name: str, action: str) -> tuple[Intent, Proposal]:
+        if self._intent is None or self._intent.name != name:
+            raise NoMatchingIntentError()
+        if self._staged is None:
+            raise NoStagedProposalError(action)
+        return self._intent, self._staged
+
+    async def _dispatch(self, name: str, payload: Mapping[str, Any] | None, phase: Phase) -> Intent:
+        intent = self._intake.intent(name, payload)
+        await self.hooks.call("before_dispatch", intent=intent)
+        self._intent, self._staged = intent, None
+        entry = self._entry(intent, "dispatch")
+        self._outbox.record(entry)
+        phase.then(self._outbox.after, "after_dispatch", intent=intent, entry=entry)
+        return intent
+
+    async def _commit(self, name: str | None, phase: Phase) -> LogEntry:
+        intent = self._intent
+        result: CommitResult | None = None
+        try:
+            if intent is None:
+                raise NoIntentError()
+            if self._staged is not None:
+                raise UnacceptedProposalError()
+            if not intent.complete:
+                raise IncompleteIntentError()
+            await self.hooks.call("before_commit", intent=intent)
+            for tries in range(1, self.max_conflict_retries + 2):
+                result = await commit.attempt(self.contract, self._intake, self._state, intent, name,
+                                              self._persistence.records)
+                try:
+                    return await self._keep(intent, result, phase)
+                except ConflictError:
+                    if tries > self.max_conflict_retries:
+                        raise
+                    # full jitter, exponential up to 128 ms, so a loser does not keep losing
+                    await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(tries - 1, 7)))
+                    self._state = await self._persistence.load()
+            raise AssertionError("unreachable")  # pragma: no cover
+        except ClpError as exc:
+            phase.on_failure = lambda error: self._commit_failed(result, error)
+            suggested = result is not None and result.suggestion is not None and self._staged is not None
+            self._outbox.record(self._entry(
+                intent, "commit",
+                guard_outcomes=result.guard_outcomes if result else (),
+                transition_attempted=result.transition if result else None,
+                staged_proposal=self._staged.values if suggested and self._staged else None,
+                proposal_source=self._staged.source if suggested and self._staged else None,
+                error=str(exc),
+            ))
+            raise
+
+    async def _keep(self, intent: Intent, result: CommitResult, phase: Phase) -> LogEntry:
+        """Persist a successful attempt (rolled back if that fails), or log a replay."""
+        if result.error is not None:
+            if result.suggestion is not None:
+                self._staged = result.suggestion
+            raise result.error
+        if result.replayed is not None:
+            entry = attrs.evolve(result.replayed, replay=True, timestamp=now())
+        else:
+            assert result.undo is not None
+            entry = self._entry(
+                intent, "commit",
+                guard_outcomes=result.guard_outcomes,
+                transition_attempted=result.transition,
+                transition_result=TransitionResult(result.transition, True),
+                state_diff=result.changes,
+                idempotency_key=result.idempotency_key,
+                proposal_source=intent.source,
+            )
+            try:
+                await self._persistence.save(self._state, entry)
+            except BaseException as exc:
+                result.undo.rollback()
+                if isinstance(exc, ClpError) or not isinstance(exc, Exception):
+                    raise
+                raise EffectError(f"saving the commit of {result.transition} failed: {type(exc).__name__}: {exc}",
+                                  where=str(result.transition)) from exc
+            phase.then(self._notify, changed_paths(result.changes))
+        self._intent = self._staged = None
+        self._outbox.record(entry)
+        phase.then(self._outbox.after, "after_commit", intent=intent, entry=entry)
+        return entry
+
+    async def _notify(self, changed: list[tuple[str, ...]]) -> None:
+        await self._subscribers.notify(changed, self._state, self._outbox)
+
+    async def _commit_failed(self, result: CommitResult | None, exc: ClpError) -> None:
+        if not isinstance(exc, GuardDeniedError) or result is None or result.denied is None:
+            await self._outbox.report(exc, "commit")
+            return
+        errors = await self.hooks.call_quietly("on_guard_deny", guard=result.denied, context=result.context)
+        if result.suggestion_error is not None:
+            await self._outbox.report(result.suggestion_error, "suggest")
+        if result.suggestion is not None and self._staged is not None and self._intent is not None:
+            await self._outbox.after("after_propose", intent=self._intent, proposal=self._staged)
+        for error in errors:
+            await self._outbox.report(error, "on_guard_deny")
+
+
+def create_runtime(contract: Contract, ai_provider: AIProvider | None = None, **options: Any) -> Runtime:
+    """Build a :class:`Runtime`; see the options of :class:`Runtime`."""
+    return Runtime(contract, ai_provider, **options)

@@ -1,0 +1,42 @@
+"""The persistence protocol and the one mapping of backend failures to :class:`StorageError`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from ..errors import ClpError, StorageError
+from ..log import LogEntry
+from ..state import State
+from .records import Records
+
+# Where a failure that must not fail the commit (a snapshot) is reported: (error, phase).
+Report = Callable[[BaseException, str], None]
+
+
+class Persistence(Protocol):
+    """Loads an aggregate's state and records each commit, atomically with its idempotency record."""
+
+    name: str
+    records: Records
+
+    async def load(self) -> State:
+        """The stored state (the initial state when nothing is stored); fills :attr:`records`."""
+
+    async def save(self, state: State, entry: LogEntry) -> None:
+        """Record the commit ``entry`` whose effects produced ``state``. Raises
+        :class:`ConflictError` if another writer got there first, :class:`StorageError` on
+        failure; either way :attr:`records` is as before."""
+
+
+@contextlib.contextmanager
+def storage_errors(action: str, key: str, backend: str) -> Iterator[None]:
+    """Anything but a :class:`ClpError` raised inside becomes a :class:`StorageError` naming
+    the action, the key and the backend."""
+    try:
+        yield
+    except ClpError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"{action} {key!r} failed: {type(exc).__name__}: {exc}", backend=backend) from exc

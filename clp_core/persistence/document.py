@@ -1,0 +1,87 @@
+"""Document persistence: the state and its idempotency records as one document under the
+storage key, written whole on each commit (compare-and-set where the adapter can).
+
+The document format::
+
+    {"state": {...}, "idempotency": [[key, entry], ...]}   # records oldest first
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import CorruptStateError
+from ..events import idempotency_records
+from ..log import LogEntry
+from ..state import State, plain
+from ..storage.base import Document, StorageAdapter, VersionedStorage
+from .base import storage_errors
+from .records import Records
+
+
+def write_document(state: State, records: Records) -> Document:
+    return {"state": state, "idempotency": records.to_list()}
+
+
+def read_document(document: Any, *, key: str, backend: str, limit: int) -> tuple[State, Records]:
+    """The state and records of a stored document; anything malformed is a :class:`CorruptStateError`."""
+    if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
+        raise CorruptStateError(f"stored document for {key!r} has no state object", backend=backend)
+    try:
+        records = idempotency_records(document.get("idempotency"))
+    except ValueError:
+        raise CorruptStateError(f"stored idempotency records for {key!r} are malformed", backend=backend) from None
+    return document["state"], Records(limit, records)
+
+
+class DocumentPersistence:
+    """Keeps the aggregate ``key`` as one document in ``storage``; with ``save_on_commit``
+    false, commits stay in memory (the state is still loaded from storage when asked)."""
+
+    def __init__(
+        self,
+        storage: StorageAdapter,
+        key: str,
+        initial_state: Mapping[str, Any],
+        *,
+        save_on_commit: bool,
+        records_limit: int,
+    ) -> None:
+        self.storage, self.key, self.save_on_commit = storage, key, save_on_commit
+        self.name = str(getattr(storage, "name", type(storage).__name__))
+        self.records = Records(records_limit)
+        self._initial = initial_state
+        self._versioned = isinstance(storage, VersionedStorage)
+        self._version = 0
+
+    async def load(self) -> State:
+        with storage_errors("load of", self.key, self.name):
+            if self._versioned:
+                document, self._version = await self.storage.load_versioned(self.key)  # type: ignore[attr-defined]
+            else:
+                document, self._version = await self.storage.load(self.key), 0
+        if document is None:
+            self.records = Records(self.records.limit)
+            return plain(self._initial)  # type: ignore[no-any-return]
+        state, self.records = read_document(document, key=self.key, backend=self.name, limit=self.records.limit)
+        return state
+
+    async def save(self, state: State, entry: LogEntry) -> None:
+        key = entry.idempotency_key
+        if key is not None:
+            self.records.add(entry)
+        if self.save_on_commit:
+            try:
+                with storage_errors("save of", self.key, self.name):
+                    document = write_document(state, self.records)
+                    if self._versioned:
+                        self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
+                            self.key, document, self._version)
+                    else:
+                        await self.storage.save(self.key, document)
+            except BaseException:
+                if key is not None:
+                    self.records.discard(key)
+                raise
+        self.records.trim()

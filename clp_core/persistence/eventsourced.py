@@ -1,0 +1,85 @@
+"""Event-sourced persistence: each commit appends one diff-sized event to the aggregate's
+stream; snapshots every ``snapshot_every`` events bound the replay on load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ..errors import HistoryError
+from ..events import Event, EventStore, Snapshot, entry_from_event, event_from_entry, replay
+from ..log import LogEntry
+from ..state import State, plain
+from .base import Report, storage_errors
+from .records import Records
+
+logger = logging.getLogger("clp")
+
+
+class EventPersistence:
+    """Keeps the aggregate ``key`` as an event stream in ``store`` (the source of truth)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        key: str,
+        initial_state: Mapping[str, Any],
+        *,
+        snapshot_every: int,
+        records_limit: int,
+        report: Report,
+    ) -> None:
+        self.store, self.key, self.snapshot_every = store, key, snapshot_every
+        self.name = store.name
+        self.records = Records(records_limit)
+        self.seq = 0  # the last sequence number of the stream as this runtime knows it
+        self._initial = initial_state
+        self._report = report
+
+    async def load(self) -> State:
+        with storage_errors("replay of", self.key, self.name):
+            replayed = await replay(self.store, self.key, base=self._initial)
+        self.records = Records(self.records.limit, replayed.idempotency)
+        for event in replayed.tail:
+            if event.idempotency_key is not None:
+                self.records.add(entry_from_event(event))
+        self.seq = replayed.seq
+        return replayed.state
+
+    async def save(self, state: State, entry: LogEntry) -> None:
+        if self.seq == 0 and self._initial:
+            # the stream's base, so that replays outside this runtime (clp state, the
+            # inspector) start from the same initial state
+            await self._snapshot(Snapshot(0, plain(self._initial), {}))
+        with storage_errors("append to", self.key, self.name):
+            await self.store.append(event_from_entry(self.key, self.seq + 1, entry), self.seq)
+        self.seq += 1
+        if entry.idempotency_key is not None:
+            self.records.add(entry)
+            self.records.trim()
+        if self.seq % self.snapshot_every == 0:
+            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict()))
+
+    async def _snapshot(self, snapshot: Snapshot) -> None:
+        """A failed snapshot only costs replay time: it is reported, not raised."""
+        try:
+            await self.store.save_snapshot(self.key, snapshot)
+        except Exception as exc:
+            logger.warning("clp snapshot of %s at %d failed: %s", self.key, snapshot.seq, exc)
+            self._report(exc, "storage")
+
+    async def state_at(self, seq: int) -> State:
+        last = await self.store.last_seq(self.key)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= last:
+            raise HistoryError(f"no event {seq!r} in {self.key!r} (it has events 1 to {last})")
+        return (await replay(self.store, self.key, until=seq, base=self._initial)).state
+
+    async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
+        while True:
+            events = await self.store.get_events(self.key, after=after, until=after + page)
+            for event in events:
+                yield event
+            if len(events) < page:
+                return
+            after = events[-1].seq

@@ -1,0 +1,107 @@
+"""Event streams in SQLite (tables ``clp_events`` and ``clp_snapshots``), on the connection
+handling of :class:`SQLiteAdapter`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConflictError, StorageError
+from ..events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+from .sqlite import SQLiteAdapter
+
+
+class SQLiteEventStore:
+    """Event streams in SQLite (tables ``clp_events`` and ``clp_snapshots``); appends are a
+    primary-key-checked INSERT, so concurrent writers of one aggregate conflict cleanly."""
+
+    name = "sqlite-events"
+
+    def __init__(self, path: str) -> None:
+        self._db = SQLiteAdapter(path)  # shares its connection handling and thread hop
+        self.path = path
+        self._ready = False
+
+    async def _run(self, fn: Callable[[Any], Any]) -> Any:
+        if not self._ready:
+            await self._db.run(lambda c: c.executescript(_EVENT_SCHEMA))
+            self._ready = True
+        return await self._db.run(fn)
+
+    async def append(self, event: Event, expected_seq: int) -> None:
+        if event.seq != expected_seq + 1:
+            raise ConflictError(f"event seq {event.seq} does not follow {expected_seq}", backend=self.name)
+        raw = event_to_json(event)
+
+        def insert(c: Any) -> bool:
+            last = c.execute("SELECT COALESCE(MAX(seq), 0) FROM clp_events WHERE aggregate_id = ?",
+                             (event.aggregate_id,)).fetchone()[0]
+            if last != expected_seq:
+                return False
+            c.execute("INSERT INTO clp_events (aggregate_id, seq, data) VALUES (?, ?, ?)",
+                      (event.aggregate_id, event.seq, raw))
+            return True
+
+        try:
+            ok = await self._run(lambda c: _in_transaction(c, insert))
+        except StorageError as exc:
+            if "UNIQUE" in str(exc):
+                ok = False
+            else:
+                raise
+        if not ok:
+            raise ConflictError(f"stream {event.aggregate_id!r} moved past {expected_seq}", backend=self.name)
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (aggregate_id, after, until if until is not None else 2**62)).fetchall())
+        return [event_from_json(r[0], backend=self.name) for r in rows]
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        row = await self._run(lambda c: c.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM clp_events WHERE aggregate_id = ?", (aggregate_id,)).fetchone())
+        return int(row[0])
+
+    async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
+        raw = snapshot_to_json(snapshot)
+        await self._run(lambda c: c.execute(
+            "INSERT OR REPLACE INTO clp_snapshots (aggregate_id, seq, data) VALUES (?, ?, ?)",
+            (aggregate_id, snapshot.seq, raw)))
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT data FROM clp_snapshots WHERE aggregate_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (aggregate_id, at_or_before if at_or_before is not None else 2**62)).fetchone())
+        return None if row is None else snapshot_from_json(row[0], backend=self.name)
+
+    async def aggregates(self) -> list[str]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT DISTINCT aggregate_id FROM clp_events ORDER BY aggregate_id").fetchall())
+        return [r[0] for r in rows]
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+_EVENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clp_events (
+    aggregate_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (aggregate_id, seq)
+);
+CREATE TABLE IF NOT EXISTS clp_snapshots (
+    aggregate_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (aggregate_id, seq)
+);
+"""
+
+
+def _in_transaction(conn: Any, fn: Callable[[Any], bool]) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
