@@ -23,6 +23,12 @@ def is_complete(compiled: CompiledIntent, payload: Mapping[str, Any]) -> bool:
     return all(payload.get(f) is not None for f in compiled.required)
 
 
+def _only_inputs(compiled: CompiledIntent, values: Mapping[str, Any]) -> None:
+    for key in values:
+        if key not in compiled.inputs:
+            raise ProposalError(f"Proposal contains invalid field: {key}")
+
+
 def _undeclared(where: str, keys: list[str]) -> ValidationError:
     return ValidationError(where, [{"field": str(k), "expected": "a declared input", "got": "undeclared field"}
                                    for k in keys])
@@ -71,9 +77,8 @@ class Intake:
         if not isinstance(result, Mapping):
             raise ProposalError(f"AI provider returned {type(result).__name__} for {intent.name}, expected a dict")
         compiled = self.contract.intents[intent.name]
+        _only_inputs(compiled, result)
         for key in result:
-            if key not in compiled.inputs:
-                raise ProposalError(f"Proposal contains invalid field: {key}")
             if key in compiled.required and intent.payload.get(key) is not None:
                 raise ProposalError(f"Proposal tries to override required field: {key}")
         return Proposal(self.values(compiled, result, f"proposal for {intent.name}"), "ai")
@@ -85,9 +90,7 @@ class Intake:
         if not isinstance(values, Mapping):
             raise ProposalError(f"suggestion of guard {guard.name} is {type(values).__name__}, expected a dict")
         compiled = self.contract.intents[intent.name]
-        for key in values:
-            if key not in compiled.inputs:
-                raise ProposalError(f"Proposal contains invalid field: {key}")
+        _only_inputs(compiled, values)
         return Proposal(self.values(compiled, values, f"suggestion of guard {guard.name}"), f"guard:{guard.name}")
 
     def accepted(self, intent: Intent, staged: Proposal) -> Intent:
