@@ -39,6 +39,7 @@ class Event:
     timestamp: str = ""
     idempotency_key: str | None = None
     data: Mapping[str, Any] = attrs.field(factory=dict)  # kind-specific extras (sagas)
+    intent_id: str | None = None
     format_version: int = FORMAT_VERSION
 
 
@@ -55,6 +56,7 @@ def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry) -> Event:
         diff=entry.state_diff,
         timestamp=entry.timestamp,
         idempotency_key=entry.idempotency_key,
+        intent_id=entry.intent_id,
     )
 
 
@@ -71,6 +73,7 @@ def entry_from_event(event: Event) -> LogEntry:
         state_diff=event.diff,
         proposal_source=event.proposal_source,
         idempotency_key=event.idempotency_key,
+        intent_id=event.intent_id,
     )
 
 
@@ -133,6 +136,7 @@ class Snapshot:
     seq: int
     state: Mapping[str, Any]
     idempotency: Mapping[str, Any] = attrs.field(factory=dict)
+    intents: tuple[tuple[str, str | None], ...] = ()  # (intent id, transition) of the last commits
 
 
 @runtime_checkable
@@ -171,6 +175,7 @@ class Replayed:
     seq: int  # the last sequence number applied
     idempotency: dict[str, Any]  # the snapshot's idempotency records
     tail: list[Event]  # the events applied after the snapshot
+    intents: tuple[tuple[str, str | None], ...] = ()  # the snapshot's window of committed intent ids
 
 
 async def replay(
@@ -187,12 +192,13 @@ async def replay(
     events = await store.get_events(aggregate_id, after=seq, until=until)
     apply_events(state, events)
     return Replayed(state, events[-1].seq if events else seq,
-                    dict(snapshot.idempotency) if snapshot else {}, events)
+                    dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else ())
 
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
     records = [[k, v] for k, v in snapshot.idempotency.items()]  # a list keeps their age order
-    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records}
+    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records,
+                "intents": [list(pair) for pair in snapshot.intents]}
     return codec.encode(document)
 
 
@@ -204,7 +210,11 @@ def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
         records = idempotency_records(raw.get("idempotency"))
     except ValueError:
         raise CorruptStateError("stored snapshot has malformed idempotency records", backend=backend) from None
-    return Snapshot(raw["seq"], raw["state"], records)
+    try:
+        intents = committed_intents(raw.get("intents"))
+    except ValueError:
+        raise CorruptStateError("stored snapshot has malformed intent ids", backend=backend) from None
+    return Snapshot(raw["seq"], raw["state"], records, intents)
 
 
 def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:
@@ -219,6 +229,19 @@ def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:
     ):
         return collections.OrderedDict((k, v) for k, v in stored)
     raise ValueError("malformed idempotency records")
+
+
+def committed_intents(stored: Any) -> tuple[tuple[str, str | None], ...]:
+    """The window of committed intent ids as stored (a list of ``[id, transition]``, oldest
+    first). Raises ``ValueError`` if malformed."""
+    if stored is None:
+        return ()
+    if isinstance(stored, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+        and (pair[1] is None or isinstance(pair[1], str)) for pair in stored
+    ):
+        return tuple((i, t) for i, t in stored)
+    raise ValueError("malformed intent ids")
 
 
 class MemoryEventStore:

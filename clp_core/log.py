@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from .ids import new_id
 from .state import Change, StateView, _View, plain
 
 
@@ -29,6 +30,7 @@ class Intent:
     payload: Mapping[str, Any] = attrs.field(converter=_readonly)
     complete: bool = False
     source: str = "user"  # who supplied the payload last: "user", "ai" or "guard:<name>"
+    id: str = attrs.field(factory=new_id)  # unique and sortable (UUIDv7); a retry with it commits once
 
 
 @attrs.frozen
@@ -82,6 +84,7 @@ class LogEntry:
     idempotency_key: str | None = None
     validation_errors: tuple[Mapping[str, Any], ...] = ()
     detail: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)  # sagas
+    intent_id: str | None = None
 
 
 converter = cattrs.Converter()

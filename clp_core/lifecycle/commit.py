@@ -25,7 +25,7 @@ from ..errors import (
     GuardError,
     NoMatchingTransitionError,
 )
-from ..log import GuardOutcome, Intent, LogEntry, Proposal
+from ..log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
 from ..persistence import Records
 from ..state import Change, State, StateView, Writer, plain
 from .context import Context
@@ -57,6 +57,12 @@ async def attempt(
     ctx = Context(intent, StateView(state))
     outcomes: list[GuardOutcome] = []
     transition_name = name
+    committed, transition_taken = records.committed(intent.id)
+    if committed:  # a retry of a commit that landed (its reply may have been lost)
+        return CommitResult(ctx, transition=transition_taken, replayed=LogEntry(
+            intent_name=intent.name, intent_payload=intent.payload, phase="commit", intent_id=intent.id,
+            transition_attempted=transition_taken, transition_result=TransitionResult(transition_taken, True),
+            proposal_source=intent.source))
     try:
         recorded = _recorded(contract, name, ctx, records) if records else None
         if recorded is not None:

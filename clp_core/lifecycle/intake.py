@@ -49,8 +49,8 @@ class Intake:
         failures, self.failures = self.failures, []
         return failures
 
-    def intent(self, name: str, payload: Mapping[str, Any] | None) -> Intent:
-        """The intent a dispatch makes current."""
+    def intent(self, name: str, payload: Mapping[str, Any] | None, intent_id: str | None = None) -> Intent:
+        """The intent a dispatch makes current; ``intent_id`` names it (a new id by default)."""
         compiled = self.contract.intent(name)
         if compiled is None:
             raise UnknownIntentError(name)
@@ -63,7 +63,12 @@ class Intake:
         if unknown:
             raise _undeclared(f"payload of {name}", unknown)
         values = self.values(compiled, payload, f"payload of {name}", complete=is_complete(compiled, payload))
-        return Intent(name, values, is_complete(compiled, values))
+        if intent_id is None:
+            return Intent(name, values, is_complete(compiled, values))
+        if not isinstance(intent_id, str) or not 0 < len(intent_id) <= 128:
+            raise ValidationError(f"intent_id of {name}", [
+                {"field": "intent_id", "expected": "a string of 1 to 128 characters", "got": type(intent_id).__name__}])
+        return Intent(name, values, is_complete(compiled, values), id=intent_id)
 
     async def proposal(self, provider: AIProvider, intent: Intent) -> Proposal:
         """Ask ``provider`` for values for ``intent``; they may fill inputs, never override a

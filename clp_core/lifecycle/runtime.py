@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..events import Event, EventStore
 from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now
-from ..persistence import DocumentPersistence, EventPersistence, Persistence
+from ..persistence import DocumentPersistence, EventPersistence, Persistence, Records
 from ..plugins import runtime_hooks
 from ..resolve import resolve_event_store, resolve_storage
 from ..saga import Saga, SagaResult
@@ -67,6 +67,7 @@ class Runtime:
         snapshot_every: int = 1000,
         log_limit: int | None = 10_000,
         idempotency_limit: int = 10_000,
+        intent_window: int = 32,
         max_conflict_retries: int = 100,
     ) -> None:
         if not isinstance(contract, Contract):
@@ -77,6 +78,8 @@ class Runtime:
             raise ConfigError("storage_key must be a non-empty string")
         if not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise ConfigError("snapshot_every must be a positive integer")
+        if not isinstance(intent_window, int) or intent_window < 0:
+            raise ConfigError("intent_window must be a non-negative integer")
         self.contract = contract
         self.ai_provider = ai_provider
         self.storage_key = storage_key
@@ -93,15 +96,16 @@ class Runtime:
         initial = plain(self._state)
         self.hooks = runtime_hooks(self.config, middleware)
         self._outbox = Outbox(self.hooks, AuditLog(log_limit))
+        records = Records(idempotency_limit, window=intent_window)
         self._persistence: Persistence
         if self.event_store is not None:
             self._persistence = EventPersistence(
                 self.event_store, storage_key, initial, snapshot_every=snapshot_every,
-                records_limit=idempotency_limit, report=self._outbox.defer_error)
+                records=records, report=self._outbox.defer_error)
         else:
             self._persistence = DocumentPersistence(
-                self.storage, storage_key, initial, save_on_commit=self.persist_on_commit,
-                records_limit=idempotency_limit)
+                self.storage, storage_key, initial, save_on_commit=self.persist_on_commit, records=records)
+        self._unsure = False  # a save failed without saying whether it landed: re-read first
         self._subscribers = Subscribers()
         self._hydrated = not self.hydrate_on_init
         self._intent: Intent | None = None
@@ -220,10 +224,17 @@ class Runtime:
         await self._outbox.after("on_saga_event", event=event)
 
     # -- lifecycle -------------------------------------------------------------------
-    async def dispatch(self, name: str, payload: Mapping[str, Any] | None = None) -> Intent:
-        """Make ``name`` the current intent (replacing any earlier one and its proposal)."""
+    async def dispatch(
+        self, name: str, payload: Mapping[str, Any] | None = None, *, intent_id: str | None = None
+    ) -> Intent:
+        """Make ``name`` the current intent (replacing any earlier one and its proposal).
+
+        ``intent_id`` (default: a new UUIDv7) identifies the intent: once it committed, a
+        commit of an intent with the same id, by this process or after a restart, returns the
+        recorded entry as a replay instead of applying it again.
+        """
         async with self._phase("dispatch") as phase:
-            intent = await self._dispatch(name, payload, phase)
+            intent = await self._dispatch(name, payload, phase, intent_id)
         return intent
 
     async def propose(self, name: str) -> dict[str, Any] | None:
@@ -269,11 +280,13 @@ class Runtime:
         return entry
 
     async def execute(
-        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None
+        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None,
+        *, intent_id: str | None = None,
     ) -> LogEntry:
-        """``dispatch`` + ``commit`` as one atomic step."""
+        """``dispatch`` + ``commit`` as one atomic step; retried with the same ``intent_id``
+        after a failure, it commits at most once."""
         async with self._phase("dispatch") as phase:
-            await self._dispatch(name, payload, phase)
+            await self._dispatch(name, payload, phase, intent_id)
             phase.name = "commit"
             entry = await self._commit(transition, phase)
         return entry
@@ -289,6 +302,7 @@ class Runtime:
             intent_name=intent.name if intent else None,
             intent_payload=intent.payload if intent else None,
             phase=phase,
+            intent_id=intent.id if intent else None,
             **fields,
         )
 
@@ -299,8 +313,10 @@ class Runtime:
             raise NoStagedProposalError(action)
         return self._intent, self._staged
 
-    async def _dispatch(self, name: str, payload: Mapping[str, Any] | None, phase: Phase) -> Intent:
-        intent = self._intake.intent(name, payload)
+    async def _dispatch(
+        self, name: str, payload: Mapping[str, Any] | None, phase: Phase, intent_id: str | None = None
+    ) -> Intent:
+        intent = self._intake.intent(name, payload, intent_id)
         await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
         entry = self._entry(intent, "dispatch")
@@ -319,6 +335,9 @@ class Runtime:
             if not intent.complete:
                 raise IncompleteIntentError()
             await self.hooks.call("before_commit", intent=intent)
+            if self._unsure:  # the last save may have landed: see what storage holds
+                self._state = await self._persistence.load()
+                self._unsure = False
             for tries in range(1, self.max_conflict_retries + 2):
                 result = await commit.attempt(self.contract, self._intake, self._state, intent, name,
                                               self._persistence.records)
@@ -367,6 +386,8 @@ class Runtime:
                 await self._persistence.save(self._state, entry)
             except BaseException as exc:
                 result.undo.rollback()
+                if not isinstance(exc, ConflictError) and getattr(exc, "outcome", "unknown") != "not_applied":
+                    self._unsure = True
                 if isinstance(exc, ClpError) or not isinstance(exc, Exception):
                     raise
                 raise EffectError(f"saving the commit of {result.transition} failed: {type(exc).__name__}: {exc}",

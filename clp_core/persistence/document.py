@@ -3,7 +3,8 @@ storage key, written whole on each commit (compare-and-set where the adapter can
 
 The document format::
 
-    {"state": {...}, "idempotency": [[key, entry], ...]}   # records oldest first
+    {"state": {...}, "idempotency": [[key, entry], ...],   # records oldest first
+     "intents": [[intent id, transition], ...]}              # the last intents committed
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import CorruptStateError
-from ..events import idempotency_records
+from ..events import committed_intents, idempotency_records
 from ..log import LogEntry
 from ..state import State, plain
 from ..storage.base import Document, StorageAdapter, VersionedStorage
@@ -21,18 +22,19 @@ from .records import Records
 
 
 def write_document(state: State, records: Records) -> Document:
-    return {"state": state, "idempotency": records.to_list()}
+    return {"state": state, "idempotency": records.to_list(), "intents": records.intents_list()}
 
 
-def read_document(document: Any, *, key: str, backend: str, limit: int) -> tuple[State, Records]:
+def read_document(document: Any, *, key: str, backend: str, empty: Records) -> tuple[State, Records]:
     """The state and records of a stored document; anything malformed is a :class:`CorruptStateError`."""
     if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
         raise CorruptStateError(f"stored document for {key!r} has no state object", backend=backend)
     try:
         records = idempotency_records(document.get("idempotency"))
-    except ValueError:
-        raise CorruptStateError(f"stored idempotency records for {key!r} are malformed", backend=backend) from None
-    return document["state"], Records(limit, records)
+        intents = committed_intents(document.get("intents"))
+    except ValueError as exc:
+        raise CorruptStateError(f"stored document for {key!r} has {exc}", backend=backend) from None
+    return document["state"], Records(empty.limit, records, window=empty.window, intents=intents)
 
 
 class DocumentPersistence:
@@ -46,11 +48,11 @@ class DocumentPersistence:
         initial_state: Mapping[str, Any],
         *,
         save_on_commit: bool,
-        records_limit: int,
+        records: Records,
     ) -> None:
         self.storage, self.key, self.save_on_commit = storage, key, save_on_commit
         self.name = str(getattr(storage, "name", type(storage).__name__))
-        self.records = Records(records_limit)
+        self.records = records
         self._initial = initial_state
         self._versioned = isinstance(storage, VersionedStorage)
         self._version = 0
@@ -62,15 +64,13 @@ class DocumentPersistence:
             else:
                 document, self._version = await self.storage.load(self.key), 0
         if document is None:
-            self.records = Records(self.records.limit)
+            self.records = self.records.empty()
             return plain(self._initial)  # type: ignore[no-any-return]
-        state, self.records = read_document(document, key=self.key, backend=self.name, limit=self.records.limit)
+        state, self.records = read_document(document, key=self.key, backend=self.name, empty=self.records)
         return state
 
     async def save(self, state: State, entry: LogEntry) -> None:
-        key = entry.idempotency_key
-        if key is not None:
-            self.records.add(entry)
+        self.records.add(entry)
         if self.save_on_commit:
             try:
                 with storage_errors("save of", self.key, self.name):
@@ -81,7 +81,5 @@ class DocumentPersistence:
                     else:
                         await self.storage.save(self.key, document)
             except BaseException:
-                if key is not None:
-                    self.records.discard(key)
+                self.records.discard(entry)
                 raise
-        self.records.trim()

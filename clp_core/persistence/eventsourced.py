@@ -27,12 +27,12 @@ class EventPersistence:
         initial_state: Mapping[str, Any],
         *,
         snapshot_every: int,
-        records_limit: int,
+        records: Records,
         report: Report,
     ) -> None:
         self.store, self.key, self.snapshot_every = store, key, snapshot_every
         self.name = store.name
-        self.records = Records(records_limit)
+        self.records = records
         self.seq = 0  # the last sequence number of the stream as this runtime knows it
         self._initial = initial_state
         self._report = report
@@ -40,9 +40,10 @@ class EventPersistence:
     async def load(self) -> State:
         with storage_errors("replay of", self.key, self.name):
             replayed = await replay(self.store, self.key, base=self._initial)
-        self.records = Records(self.records.limit, replayed.idempotency)
+        self.records = Records(self.records.limit, replayed.idempotency, window=self.records.window,
+                               intents=replayed.intents)
         for event in replayed.tail:
-            if event.idempotency_key is not None:
+            if event.kind == "commit":
                 self.records.add(entry_from_event(event))
         self.seq = replayed.seq
         return replayed.state
@@ -55,11 +56,9 @@ class EventPersistence:
         with storage_errors("append to", self.key, self.name):
             await self.store.append(event_from_entry(self.key, self.seq + 1, entry), self.seq)
         self.seq += 1
-        if entry.idempotency_key is not None:
-            self.records.add(entry)
-            self.records.trim()
+        self.records.add(entry)
         if self.seq % self.snapshot_every == 0:
-            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict()))
+            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents()))
 
     async def _snapshot(self, snapshot: Snapshot) -> None:
         """A failed snapshot only costs replay time: it is reported, not raised."""

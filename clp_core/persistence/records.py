@@ -1,20 +1,35 @@
-"""Idempotency records: the entries of recent commits by idempotency key, oldest first."""
+"""What a store keeps about recent commits, atomically with the state: the entries of
+commits with an idempotency key, and the ids of the last intents committed (with the
+transition each took), so that a retried commit is answered instead of applied twice."""
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..log import LogEntry, entry_from_dict, entry_to_dict
 
 
 class Records:
-    """At most ``limit`` records, the oldest dropped first (after the save that added one)."""
+    """At most ``limit`` idempotency records and ``window`` intent ids, the oldest dropped
+    first when one is added."""
 
-    def __init__(self, limit: int, items: Mapping[str, Any] | None = None) -> None:
-        self.limit = limit
+    def __init__(
+        self,
+        limit: int,
+        items: Mapping[str, Any] | None = None,
+        *,
+        window: int,
+        intents: Iterable[tuple[str, str | None]] = (),
+    ) -> None:
+        self.limit, self.window = limit, window
         self._items: collections.OrderedDict[str, Any] = collections.OrderedDict(items or {})
+        self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(intents)
+        self._trim()
+
+    def empty(self) -> Records:
+        return Records(self.limit, window=self.window)
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -26,16 +41,30 @@ class Records:
         stored = self._items.get(key)
         return None if stored is None else entry_from_dict(stored)
 
+    def committed(self, intent_id: str) -> tuple[bool, str | None]:
+        """Whether intent ``intent_id`` committed (within the window), and its transition."""
+        if intent_id in self._intents:
+            return True, self._intents[intent_id]
+        return False, None
+
     def add(self, entry: LogEntry) -> None:
-        assert entry.idempotency_key is not None
-        self._items[entry.idempotency_key] = entry_to_dict(entry)
+        if entry.idempotency_key is not None:
+            self._items[entry.idempotency_key] = entry_to_dict(entry)
+        if entry.intent_id is not None and self.window:
+            self._intents[entry.intent_id] = entry.transition_result.name
+        self._trim()
 
-    def discard(self, key: str) -> None:
-        self._items.pop(key, None)
+    def discard(self, entry: LogEntry) -> None:
+        if entry.idempotency_key is not None:
+            self._items.pop(entry.idempotency_key, None)
+        if entry.intent_id is not None:
+            self._intents.pop(entry.intent_id, None)
 
-    def trim(self) -> None:
+    def _trim(self) -> None:
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
+        while len(self._intents) > self.window:
+            self._intents.popitem(last=False)
 
     def to_list(self) -> list[list[Any]]:
         """As stored: a list of ``[key, entry]`` keeps their age order through stores that sort keys (jsonb)."""
@@ -43,3 +72,9 @@ class Records:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._items)
+
+    def intents(self) -> tuple[tuple[str, str | None], ...]:
+        return tuple(self._intents.items())
+
+    def intents_list(self) -> list[list[str | None]]:
+        return [[i, t] for i, t in self._intents.items()]

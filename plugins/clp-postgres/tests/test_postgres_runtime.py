@@ -49,7 +49,8 @@ async def test_state_persists_across_runtimes_through_the_url(pg_dsn: str, table
         assert runtime.get_state("count") == 5
         await runtime.execute("increment", {"amount": 1})
     adapter = PostgresAdapter(pg_dsn, table=table)
-    assert await adapter.load_versioned("counter") == ({"state": {"count": 6}, "idempotency": []}, 3)
+    document, version = await adapter.load_versioned("counter")
+    assert version == 3 and document["state"] == {"count": 6} and document["idempotency"] == []
     await adapter.close()
 
 
