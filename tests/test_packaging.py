@@ -167,3 +167,12 @@ def test_wheels_install_offline_and_commit_to_redis(dist: Path, tmp_path: Path,
                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == f"committed {version}"
+
+
+def test_readme_says_how_to_install_and_lists_every_plugin() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| clp-")]
+    listed = {line.split("|")[1].strip() for line in table}
+    assert listed == set(PROJECTS) - {"clp-core"}
+    assert "scripts/build" in readme and "--no-index --find-links dist" in readme
+    assert "pip install './[cli]'" in readme
