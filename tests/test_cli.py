@@ -347,6 +347,7 @@ def test_error_messages_are_mapped_in_one_place():
         errors.PluginError("clp-x", "import failed"): "Plugin clp-x",
         errors.HistoryError("no event 9"): "no event 9",
         FileNotFoundError(2, "No such file", "x.db"): "no such file: x.db",
+        PermissionError(13, "Permission denied", "x.db"): "permission denied: x.db",
         RuntimeError("boom"): "unexpected error: RuntimeError: boom",
     }
     for exc, text in cases.items():

@@ -3,6 +3,8 @@ shows it). Every mapping of an exception to a message and an exit code is here."
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Iterator
 
 from ..errors import (
@@ -18,6 +20,7 @@ from ..errors import (
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # click's code for a bad command line
 DEBUG_HINT = "run with --debug for the traceback"
+NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
 
 
 class CliError(ClpError):
@@ -44,7 +47,7 @@ def _unreachable(exc: BaseException) -> BaseException | None:
         name = type(link).__name__
         if isinstance(link, (ConnectionError, TimeoutError)) or "Connection" in name or "Timeout" in name:
             return link
-        if isinstance(link, OSError) and link.errno is not None and not isinstance(link, FileNotFoundError):
+        if isinstance(link, socket.gaierror) or (isinstance(link, OSError) and link.errno in NETWORK_ERRNOS):
             return link
     return None
 
