@@ -1,0 +1,5 @@
+"""``python -m clp_core.cli``: the ``clp`` command."""
+
+from . import main
+
+main()
