@@ -119,7 +119,7 @@ async def main():
         await rt.execute("add", {"n": 3})
     async with clp.create_runtime(contract, storage=url, storage_key=key) as rt:  # read back from Redis
         assert rt.get_state("count") == 5, rt.get_state()
-    from clp_core.storage import resolve_storage
+    from clp_core.resolve import resolve_storage
     adapter = resolve_storage(url)
     assert type(adapter).__module__.startswith("clp_redis")
     await adapter.delete(key)
