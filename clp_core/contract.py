@@ -50,6 +50,7 @@ class Transition:
     timeout: float | None = None
     idempotency_key: Callable[[Any], Any] | None = None
     name: str | None = None
+    emit: Callable[[Any], Any] | None = None  # emit(ctx after effects) -> messages, delivered after commit
 
 
 @attrs.frozen
@@ -162,7 +163,7 @@ def _compile_transition(name: object, spec: object) -> Transition:
     if not isinstance(name, str) or not name:
         raise ContractError(where, "transition name must be a non-empty string")
     if isinstance(spec, Mapping):
-        unknown = set(spec) - {"when", "effects", "timeout", "idempotency_key"}
+        unknown = set(spec) - {"when", "effects", "timeout", "idempotency_key", "emit"}
         if unknown:
             raise ContractError(where, f"unknown keys {sorted(unknown)}")
         if "effects" not in spec:
@@ -176,6 +177,8 @@ def _compile_transition(name: object, spec: object) -> Transition:
         raise ContractError(f"{where}.when", "must be callable")
     if spec.idempotency_key is not None and not callable(spec.idempotency_key):
         raise ContractError(f"{where}.idempotency_key", "must be callable")
+    if spec.emit is not None and not callable(spec.emit):
+        raise ContractError(f"{where}.emit", "must be callable")
     if spec.timeout is not None:
         number = isinstance(spec.timeout, (int, float)) and not isinstance(spec.timeout, bool)
         if not number or not math.isfinite(spec.timeout) or spec.timeout <= 0:

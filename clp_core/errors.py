@@ -185,3 +185,8 @@ class HookError(ClpError):
 
 
 __all__ = [name for name, value in globals().items() if isinstance(value, type)]
+
+
+class DeliveryError(ClpError):
+    """An emitted message could not be delivered (no handler, or every attempt failed); it
+    stays in the outbox (``clp outbox URL KEY`` lists it) and is tried again after a restart."""

@@ -40,10 +40,12 @@ class Event:
     idempotency_key: str | None = None
     data: Mapping[str, Any] = attrs.field(factory=dict)  # kind-specific extras (sagas)
     intent_id: str | None = None
+    messages: tuple[Mapping[str, Any], ...] = ()  # emitted with the commit (the transactional outbox)
     format_version: int = FORMAT_VERSION
 
 
-def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry) -> Event:
+def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry,
+                     messages: tuple[Mapping[str, Any], ...] = ()) -> Event:
     return Event(
         aggregate_id=aggregate_id,
         seq=seq,
@@ -57,6 +59,7 @@ def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry) -> Event:
         timestamp=entry.timestamp,
         idempotency_key=entry.idempotency_key,
         intent_id=entry.intent_id,
+        messages=messages,
     )
 
 
@@ -137,6 +140,7 @@ class Snapshot:
     state: Mapping[str, Any]
     idempotency: Mapping[str, Any] = attrs.field(factory=dict)
     intents: tuple[tuple[str, str | None], ...] = ()  # (intent id, transition) of the last commits
+    outbox: tuple[Mapping[str, Any], ...] = ()  # messages not yet delivered
 
 
 @runtime_checkable
@@ -176,6 +180,7 @@ class Replayed:
     idempotency: dict[str, Any]  # the snapshot's idempotency records
     tail: list[Event]  # the events applied after the snapshot
     intents: tuple[tuple[str, str | None], ...] = ()  # the snapshot's window of committed intent ids
+    outbox: tuple[Mapping[str, Any], ...] = ()  # the snapshot's undelivered messages
 
 
 async def replay(
@@ -192,13 +197,14 @@ async def replay(
     events = await store.get_events(aggregate_id, after=seq, until=until)
     apply_events(state, events)
     return Replayed(state, events[-1].seq if events else seq,
-                    dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else ())
+                    dict(snapshot.idempotency) if snapshot else {}, events,
+                    snapshot.intents if snapshot else (), snapshot.outbox if snapshot else ())
 
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
     records = [[k, v] for k, v in snapshot.idempotency.items()]  # a list keeps their age order
     document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records,
-                "intents": [list(pair) for pair in snapshot.intents]}
+                "intents": [list(pair) for pair in snapshot.intents], "outbox": [dict(m) for m in snapshot.outbox]}
     return codec.encode(document)
 
 
@@ -214,7 +220,10 @@ def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
         intents = committed_intents(raw.get("intents"))
     except ValueError:
         raise CorruptStateError("stored snapshot has malformed intent ids", backend=backend) from None
-    return Snapshot(raw["seq"], raw["state"], records, intents)
+    outbox = raw.get("outbox") or []
+    if not isinstance(outbox, list) or not all(isinstance(m, dict) and "id" in m for m in outbox):
+        raise CorruptStateError("stored snapshot has a malformed outbox", backend=backend)
+    return Snapshot(raw["seq"], raw["state"], records, intents, tuple(outbox))
 
 
 def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:

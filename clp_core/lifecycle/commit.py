@@ -26,6 +26,7 @@ from ..errors import (
     NoMatchingTransitionError,
 )
 from ..log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
+from ..messages import Message, collect
 from ..persistence import Records
 from ..state import Change, State, StateView, Writer, plain
 from .context import Context
@@ -49,10 +50,12 @@ class CommitResult:
     denied: Guard | None = None
     suggestion: Proposal | None = None
     suggestion_error: BaseException | None = None
+    messages: tuple[Message, ...] = ()
 
 
 async def attempt(
-    contract: Contract, intake: Intake, state: State, intent: Intent, name: str | None, records: Records
+    contract: Contract, intake: Intake, state: State, intent: Intent, name: str | None, records: Records,
+    aggregate: str,
 ) -> CommitResult:
     ctx = Context(intent, StateView(state))
     outcomes: list[GuardOutcome] = []
@@ -80,6 +83,9 @@ async def attempt(
         try:
             writer.apply_effects(effects)
             intake.check_state(state)
+            emitted = () if transition.emit is None else collect(
+                transition.emit(Context(intent, StateView(state))), transition=str(transition.name),
+                intent_id=intent.id, aggregate=aggregate)
         except BaseException as exc:
             writer.rollback()
             if isinstance(exc, ClpError) or not isinstance(exc, Exception):
@@ -89,7 +95,7 @@ async def attempt(
     except ClpError as exc:
         return CommitResult(ctx, tuple(outcomes), transition_name, error=exc)
     return CommitResult(ctx, tuple(outcomes), transition_name, undo=writer, changes=tuple(writer.changes),
-                        idempotency_key=key)
+                        idempotency_key=key, messages=emitted)
 
 
 def _denies(guard: Guard, ctx: Context) -> bool:

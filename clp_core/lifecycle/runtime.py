@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..events import Event, EventStore
 from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now
+from ..messages import Message
 from ..persistence import DocumentPersistence, EventPersistence, Persistence, Records
 from ..plugins import runtime_hooks
 from ..resolve import resolve_event_store, resolve_storage
@@ -39,6 +40,7 @@ from ..state import State, changed_paths, copy_value, lookup, parse_path, plain
 from ..validation import build_validator, intent_json_schema
 from . import commit
 from .commit import CommitResult
+from .courier import Courier, Handler
 from .intake import AIProvider, Intake
 from .outbox import Outbox, Subscriber, Subscribers
 from .phase import Phase
@@ -69,6 +71,8 @@ class Runtime:
         idempotency_limit: int = 10_000,
         intent_window: int = 32,
         max_conflict_retries: int = 100,
+        handlers: Mapping[str, Handler] | None = None,
+        delivery_attempts: int = 5,
     ) -> None:
         if not isinstance(contract, Contract):
             raise ConfigError("create_runtime needs a contract made by create_contract()")
@@ -106,6 +110,9 @@ class Runtime:
             self._persistence = DocumentPersistence(
                 self.storage, storage_key, initial, save_on_commit=self.persist_on_commit, records=records)
         self._unsure = False  # a save failed without saying whether it landed: re-read first
+        self._courier = Courier(handlers or {}, self._outbox, attempts=delivery_attempts,
+                                delivered=lambda ids: self._persistence.records.ack(ids),
+                                failed=lambda *failure: self._persistence.records.failed(*failure))
         self._subscribers = Subscribers()
         self._hydrated = not self.hydrate_on_init
         self._intent: Intent | None = None
@@ -126,7 +133,10 @@ class Runtime:
             await self._ensure_hydrated()
 
     async def close(self) -> None:
-        """Let plugins flush (``on_close``), then close the storage adapter and event store."""
+        """Finish the deliveries under way (:meth:`drain`), let plugins flush (``on_close``),
+        then close the storage adapter and event store."""
+        if self._hydrated:
+            await self.drain()
         if self.hooks.has("on_close"):
             await self.hooks.call_quietly("on_close")
         for resource in (self.storage, self.event_store):
@@ -138,6 +148,20 @@ class Runtime:
         if not self._hydrated:
             self._state = await self._persistence.load()
             self._hydrated = True
+            # messages of commits that landed before a crash or a restart: deliver them now
+            self._courier.send(self._persistence.records.pending())
+
+    async def drain(self) -> None:
+        """Wait for the deliveries of emitted messages under way, then record them in storage
+        (so that a restart does not deliver them again)."""
+        await self._courier.drain()
+        async with self._lock:
+            if self._hydrated and self._persistence.records.acked:
+                self._state = await self._persistence.settle(self._state)
+
+    def pending_messages(self) -> list[Message]:
+        """Emitted messages not yet delivered (or whose delivery failed), oldest first."""
+        return self._persistence.records.pending()
 
     def _phase(self, name: str) -> Phase:
         return Phase(name, self._lock, self._ensure_hydrated, self._flush, self._outbox)
@@ -340,7 +364,7 @@ class Runtime:
                 self._unsure = False
             for tries in range(1, self.max_conflict_retries + 2):
                 result = await commit.attempt(self.contract, self._intake, self._state, intent, name,
-                                              self._persistence.records)
+                                              self._persistence.records, self.storage_key)
                 try:
                     return await self._keep(intent, result, phase)
                 except ConflictError:
@@ -371,6 +395,10 @@ class Runtime:
             raise result.error
         if result.replayed is not None:
             entry = attrs.evolve(result.replayed, replay=True, timestamp=now())
+            # a commit that landed although its save failed: its messages are still owed
+            owed = [m for m in self._persistence.records.pending() if m.intent_id == intent.id]
+            if owed:
+                phase.then(self._send, owed)
         else:
             assert result.undo is not None
             entry = self._entry(
@@ -383,7 +411,7 @@ class Runtime:
                 proposal_source=intent.source,
             )
             try:
-                await self._persistence.save(self._state, entry)
+                await self._persistence.save(self._state, entry, result.messages)
             except BaseException as exc:
                 result.undo.rollback()
                 if not isinstance(exc, ConflictError) and getattr(exc, "outcome", "unknown") != "not_applied":
@@ -393,10 +421,15 @@ class Runtime:
                 raise EffectError(f"saving the commit of {result.transition} failed: {type(exc).__name__}: {exc}",
                                   where=str(result.transition)) from exc
             phase.then(self._notify, changed_paths(result.changes))
+            if result.messages:
+                phase.then(self._send, result.messages)
         self._intent = self._staged = None
         self._outbox.record(entry)
         phase.then(self._outbox.after, "after_commit", intent=intent, entry=entry)
         return entry
+
+    async def _send(self, messages: Sequence[Message]) -> None:
+        self._courier.send(messages)
 
     async def _notify(self, changed: list[tuple[str, ...]]) -> None:
         await self._subscribers.notify(changed, self._state, self._outbox)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ..errors import ClpError, StorageError
 from ..log import LogEntry
+from ..messages import Message
 from ..state import State
 from .records import Records
 
@@ -24,10 +25,14 @@ class Persistence(Protocol):
     async def load(self) -> State:
         """The stored state (the initial state when nothing is stored); fills :attr:`records`."""
 
-    async def save(self, state: State, entry: LogEntry) -> None:
-        """Record the commit ``entry`` whose effects produced ``state``. Raises
-        :class:`ConflictError` if another writer got there first, :class:`StorageError` on
-        failure; either way :attr:`records` is as before."""
+    async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
+        """Record the commit ``entry`` whose effects produced ``state``, with the messages it
+        emitted. Raises :class:`ConflictError` if another writer got there first,
+        :class:`StorageError` on failure; either way :attr:`records` is as before."""
+
+    async def settle(self, state: State, tries: int = 100) -> State:
+        """Record the deliveries made since the last write (``records.acked``); returns the
+        state to go on with."""
 
 
 @contextlib.contextmanager

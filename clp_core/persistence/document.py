@@ -4,7 +4,8 @@ storage key, written whole on each commit (compare-and-set where the adapter can
 The document format::
 
     {"state": {...}, "idempotency": [[key, entry], ...],   # records oldest first
-     "intents": [[intent id, transition], ...]}              # the last intents committed
+     "intents": [[intent id, transition], ...],              # the last intents committed
+     "outbox": [message, ...]}                                # emitted, not yet delivered
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import CorruptStateError
+from ..errors import ConflictError, CorruptStateError
 from ..events import committed_intents, idempotency_records
 from ..log import LogEntry
+from ..messages import Message
 from ..state import State, plain
 from ..storage.base import Document, StorageAdapter, VersionedStorage
 from .base import storage_errors
@@ -22,7 +24,8 @@ from .records import Records
 
 
 def write_document(state: State, records: Records) -> Document:
-    return {"state": state, "idempotency": records.to_list(), "intents": records.intents_list()}
+    return {"state": state, "idempotency": records.to_list(), "intents": records.intents_list(),
+            "outbox": records.outbox_list()}
 
 
 def read_document(document: Any, *, key: str, backend: str, empty: Records) -> tuple[State, Records]:
@@ -32,9 +35,12 @@ def read_document(document: Any, *, key: str, backend: str, empty: Records) -> t
     try:
         records = idempotency_records(document.get("idempotency"))
         intents = committed_intents(document.get("intents"))
+        outbox = document.get("outbox") or []
+        if not isinstance(outbox, list) or not all(isinstance(m, dict) and "id" in m for m in outbox):
+            raise ValueError("a malformed outbox")
     except ValueError as exc:
         raise CorruptStateError(f"stored document for {key!r} has {exc}", backend=backend) from None
-    return document["state"], Records(empty.limit, records, window=empty.window, intents=intents)
+    return document["state"], Records(empty.limit, records, window=empty.window, intents=intents, outbox=outbox)
 
 
 class DocumentPersistence:
@@ -64,22 +70,40 @@ class DocumentPersistence:
             else:
                 document, self._version = await self.storage.load(self.key), 0
         if document is None:
-            self.records = self.records.empty()
+            self.records = self.records.reloaded(self.records.empty())
             return plain(self._initial)  # type: ignore[no-any-return]
-        state, self.records = read_document(document, key=self.key, backend=self.name, empty=self.records)
+        state, stored = read_document(document, key=self.key, backend=self.name, empty=self.records)
+        self.records = self.records.reloaded(stored)
         return state
 
-    async def save(self, state: State, entry: LogEntry) -> None:
-        self.records.add(entry)
-        if self.save_on_commit:
+    async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
+        self.records.add(entry, messages)
+        try:
+            await self._write(state)
+        except BaseException:
+            self.records.discard(entry, messages)
+            raise
+
+    async def settle(self, state: State, tries: int = 100) -> State:
+        """Write the deliveries made since the last write (the stored outbox loses them);
+        returns the state to go on with, re-read when another writer got there first."""
+        for _ in range(tries):
+            if not self.records.acked:
+                break
             try:
-                with storage_errors("save of", self.key, self.name):
-                    document = write_document(state, self.records)
-                    if self._versioned:
-                        self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
-                            self.key, document, self._version)
-                    else:
-                        await self.storage.save(self.key, document)
-            except BaseException:
-                self.records.discard(entry)
-                raise
+                await self._write(state)
+            except ConflictError:
+                state = await self.load()
+        return state
+
+    async def _write(self, state: State) -> None:
+        acked = set(self.records.acked)
+        if self.save_on_commit:
+            with storage_errors("save of", self.key, self.name):
+                document = write_document(state, self.records)
+                if self._versioned:
+                    self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
+                        self.key, document, self._version)
+                else:
+                    await self.storage.save(self.key, document)
+        self.records.written(acked)

@@ -1,5 +1,10 @@
 """Event-sourced persistence: each commit appends one diff-sized event to the aggregate's
-stream; snapshots every ``snapshot_every`` events bound the replay on load."""
+stream; snapshots every ``snapshot_every`` events bound the replay on load.
+
+Messages emitted by a commit travel in its event; their deliveries are recorded in the
+stream ``outbox:<key>`` (events of kind ``delivered``), so the aggregate's sequence numbers
+keep counting commits only.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..errors import HistoryError
+from ..errors import ConflictError, HistoryError
 from ..events import Event, EventStore, Snapshot, entry_from_event, event_from_entry, replay
-from ..log import LogEntry
+from ..log import LogEntry, now
+from ..messages import Message
 from ..state import State, plain
 from .base import Report, storage_errors
 from .records import Records
@@ -34,31 +40,61 @@ class EventPersistence:
         self.name = store.name
         self.records = records
         self.seq = 0  # the last sequence number of the stream as this runtime knows it
+        self.acks_stream = f"outbox:{key}"
+        self._acks_seq = 0
         self._initial = initial_state
         self._report = report
 
     async def load(self) -> State:
         with storage_errors("replay of", self.key, self.name):
             replayed = await replay(self.store, self.key, base=self._initial)
-        self.records = Records(self.records.limit, replayed.idempotency, window=self.records.window,
-                               intents=replayed.intents)
+        stored = Records(self.records.limit, replayed.idempotency, window=self.records.window,
+                         intents=replayed.intents, outbox=replayed.outbox)
         for event in replayed.tail:
             if event.kind == "commit":
-                self.records.add(entry_from_event(event))
+                stored.add(entry_from_event(event), [Message.from_dict(m) for m in event.messages])
+        with storage_errors("replay of", self.acks_stream, self.name):
+            acks = await self.store.get_events(self.acks_stream)
+        for ack in acks:
+            stored.ack(ack.data.get("ids") or ())
+        stored.written(stored.acked)
+        self._acks_seq = acks[-1].seq if acks else 0
+        self.records = self.records.reloaded(stored)
         self.seq = replayed.seq
         return replayed.state
 
-    async def save(self, state: State, entry: LogEntry) -> None:
+    async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
         if self.seq == 0 and self._initial:
             # the stream's base, so that replays outside this runtime (clp state, the
             # inspector) start from the same initial state
             await self._snapshot(Snapshot(0, plain(self._initial), {}))
         with storage_errors("append to", self.key, self.name):
-            await self.store.append(event_from_entry(self.key, self.seq + 1, entry), self.seq)
+            event = event_from_entry(self.key, self.seq + 1, entry, tuple(m.to_dict() for m in messages))
+            await self.store.append(event, self.seq)
         self.seq += 1
-        self.records.add(entry)
+        self.records.add(entry, messages)
+        if len(self.records.acked) >= 100:
+            await self.settle(state)
         if self.seq % self.snapshot_every == 0:
-            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents()))
+            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents(),
+                                          tuple(self.records.outbox_list())))
+
+    async def settle(self, state: State, tries: int = 100) -> State:
+        """Record the deliveries made since the last record in the ``outbox:<key>`` stream."""
+        for _ in range(tries):
+            acked = sorted(self.records.acked)
+            if not acked:
+                break
+            event = Event(self.acks_stream, self._acks_seq + 1, "delivered", timestamp=now(), data={"ids": acked})
+            try:
+                with storage_errors("append to", self.acks_stream, self.name):
+                    await self.store.append(event, self._acks_seq)
+            except ConflictError:
+                self._acks_seq = await self.store.last_seq(self.acks_stream)
+                continue
+            self._acks_seq += 1
+            self.records.written(acked)
+        return state
 
     async def _snapshot(self, snapshot: Snapshot) -> None:
         """A failed snapshot only costs replay time: it is reported, not raised."""

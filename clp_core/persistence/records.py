@@ -1,6 +1,7 @@
 """What a store keeps about recent commits, atomically with the state: the entries of
-commits with an idempotency key, and the ids of the last intents committed (with the
-transition each took), so that a retried commit is answered instead of applied twice."""
+commits with an idempotency key, the ids of the last intents committed (with the
+transition each took), so that a retried commit is answered instead of applied twice, and
+the messages emitted but not yet delivered (the transactional outbox)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..log import LogEntry, entry_from_dict, entry_to_dict
+from ..messages import Message
 
 
 class Records:
@@ -22,11 +24,15 @@ class Records:
         *,
         window: int,
         intents: Iterable[tuple[str, str | None]] = (),
+        outbox: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.limit, self.window = limit, window
         self._items: collections.OrderedDict[str, Any] = collections.OrderedDict(items or {})
         self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(intents)
         self._trim()
+        self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict(
+            (m["id"], dict(m)) for m in outbox)
+        self.acked: set[str] = set()  # delivered, still in the stored outbox until the next write
 
     def empty(self) -> Records:
         return Records(self.limit, window=self.window)
@@ -47,14 +53,23 @@ class Records:
             return True, self._intents[intent_id]
         return False, None
 
-    def add(self, entry: LogEntry) -> None:
+    def reloaded(self, stored: Records) -> Records:
+        """``stored`` (just read) with this instance's deliveries not yet written applied."""
+        stored.ack(self.acked)
+        return stored
+
+    def add(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
+        for message in messages:
+            self._pending[message.id] = message.to_dict()
         if entry.idempotency_key is not None:
             self._items[entry.idempotency_key] = entry_to_dict(entry)
         if entry.intent_id is not None and self.window:
             self._intents[entry.intent_id] = entry.transition_result.name
         self._trim()
 
-    def discard(self, entry: LogEntry) -> None:
+    def discard(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
+        for message in messages:
+            self._pending.pop(message.id, None)
         if entry.idempotency_key is not None:
             self._items.pop(entry.idempotency_key, None)
         if entry.intent_id is not None:
@@ -78,3 +93,23 @@ class Records:
 
     def intents_list(self) -> list[list[str | None]]:
         return [[i, t] for i, t in self._intents.items()]
+
+    def pending(self) -> list[Message]:
+        """Messages emitted by commits that landed, not yet delivered, oldest first."""
+        return [Message.from_dict(m) for m in self._pending.values()]
+
+    def outbox_list(self) -> list[dict[str, Any]]:
+        return list(self._pending.values())
+
+    def ack(self, ids: Iterable[str]) -> None:
+        for message_id in ids:
+            if self._pending.pop(message_id, None) is not None:
+                self.acked.add(message_id)
+
+    def failed(self, message_id: str, error: str, attempts: int) -> None:
+        if message_id in self._pending:
+            self._pending[message_id].update(error=error, attempts=attempts)
+
+    def written(self, acked: Iterable[str]) -> None:
+        """The outbox was saved without ``acked``: they need not be written again."""
+        self.acked.difference_update(acked)
