@@ -106,14 +106,27 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
-class Proposed:
-    """What an AI provider may return instead of a plain dict: the proposed ``values`` and
+class Proposed(FrozenDict):
+    """What an AI provider may return instead of a plain dict: the proposed values (it is a
+    read-only dict of them, so a runtime that only knows dicts takes it as it is) and
     ``meta`` about how they were made (model id, prompt, raw response, token usage; never
     a secret), which the runtime records on the log entry as ``proposal_meta``."""
 
-    values: Mapping[str, Any] = attrs.field(converter=_readonly)
-    meta: Mapping[str, Any] = attrs.field(factory=dict, converter=_readonly)
+    __slots__ = ("meta",)
+    meta: FrozenDict
+
+    def __init__(self, values: Mapping[str, Any] = FrozenDict(), meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__(_readonly(values))
+        object.__setattr__(self, "meta", _readonly(meta or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Proposed is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Proposed, (dict(self), dict(self.meta)))
+
+    def __repr__(self) -> str:
+        return f"Proposed({dict(self)!r}, meta={dict(self.meta)!r})"
 
 
 @attrs.frozen

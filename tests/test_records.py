@@ -122,6 +122,11 @@ def test_proposed_and_proposal_meta() -> None:
     entry = clp.LogEntry("x", {}, "propose", proposal_meta=proposed.meta)
     assert entry.to_dict()["proposal_meta"] == {"model": "m", "usage": {"input": 3}}
     assert clp.LogEntry("x", {}, "dispatch").proposal_meta is None
+    assert proposed == {"a": 1} and json.dumps(proposed) == '{"a": 1}'  # today's runtimes take it as a dict
+    with pytest.raises(AttributeError):
+        proposed.meta = {}  # type: ignore[misc]
+    again = pickle.loads(pickle.dumps(proposed))
+    assert again == proposed and again.meta == proposed.meta
 
 
 def _plain(value: Any) -> Any:
