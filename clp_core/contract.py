@@ -603,7 +603,7 @@ def _first_line(doc: str | None, cls: type) -> str | None:
 
 def _called_by_runtime() -> bool:
     frame = sys._getframe(2)
-    return str(frame.f_globals.get("__name__", "")).startswith(("clp_core.", "clp_"))  # CLP code looks up
+    return str(frame.f_globals.get("__name__", "")).startswith("clp_core.")  # the runtime looks up
 
 
 def compiled(contract: object) -> Contract:
