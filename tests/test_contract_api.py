@@ -272,3 +272,20 @@ def test_path_builds_dot_paths() -> None:
 def test_path_refuses_bad_segments(segments: tuple[Any, ...], named: str) -> None:
     with pytest.raises(errors.PathError, match=named.replace(".", r"\.")):
         clp.path(*segments)
+
+
+async def test_a_schema_model_in_validation_wins_over_the_declared_one() -> None:
+    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("clp_pydantic")
+    contract = clp.Contract()
+
+    @contract.intent("open_ticket")
+    class OpenTicket(pydantic.BaseModel):
+        title: str = pydantic.Field(min_length=3)
+
+    class Lenient(pydantic.BaseModel):
+        title: str
+
+    runtime = clp.create_runtime(contract, validation={"schema": {"open_ticket": Lenient}})
+    await runtime.dispatch("open_ticket", {"title": "ab"})  # OpenTicket would refuse it
+    assert "minLength" not in runtime.intent_schema("open_ticket")["properties"]["title"]
