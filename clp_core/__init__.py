@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import errors, ops
-from .contract import Contract, Guard, IntentDef, Transition, create_contract
+from .contract import Contract, ContractBuilder, Ctx, Guard, IntentDef, Transition, compiled, create_contract, path
 from .errors import ClpError
 from .events import Event, EventStore, MemoryEventStore
 from .hookspecs import hookimpl
@@ -17,9 +17,10 @@ from .storage.sqlite_events import SQLiteEventStore
 __version__ = "0.2.0"
 
 __all__ = [
-    "Change", "ClpError", "Context", "Contract", "Event", "EventStore", "FileSystemAdapter", "Guard",
+    "Change", "ClpError", "Context", "Contract", "ContractBuilder", "Ctx", "Event", "EventStore",
+    "FileSystemAdapter", "Guard",
     "GuardOutcome", "Intent", "IntentDef", "ListView", "LogEntry", "MemoryAdapter", "MemoryEventStore",
     "Proposal", "Runtime", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext", "SagaResult",
     "StateView", "Step", "StorageAdapter", "Transition", "TransitionResult",
-    "create_contract", "create_runtime", "errors", "hookimpl", "ops",
+    "compiled", "create_contract", "create_runtime", "errors", "hookimpl", "ops", "path",
 ]

@@ -5,32 +5,144 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import cattrs
 
 from .ids import new_id
-from .state import Change, StateView, _View, plain
+from .state import Change, _View, plain
 
 
-def _readonly(mapping: Mapping[str, Any]) -> StateView:
-    return mapping if isinstance(mapping, StateView) else StateView(dict(mapping))
+def _read_only(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+    raise TypeError(f"{type(self).__name__} is read-only (make a copy: dict(x) / list(x), or to_dict())")
 
 
-def _readonly_optional(mapping: Mapping[str, Any] | None) -> StateView | None:
+class FrozenDict(dict[str, Any]):
+    """A read-only ``dict``: what records hold. ``json.dumps`` and ``repr`` treat it as the
+    dict it is; every mutator raises ``TypeError``. Nested containers are frozen too."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> FrozenDict:
+        return self
+
+
+class FrozenList(list[Any]):
+    """A read-only ``list`` (see :class:`FrozenDict`)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> FrozenList:
+        return self
+
+    __hash__ = None  # type: ignore[assignment]  # as list's: unhashable
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _freeze_items(value: Mapping[str, Any]) -> FrozenDict:
+    for item in value.values():
+        if type(item) not in _PLAIN:
+            return FrozenDict({k: freeze(v) for k, v in value.items()})
+    return FrozenDict(value)  # flat (the usual payload): one C-level copy
+
+
+def freeze(value: Any) -> Any:
+    """A read-only, plain copy of a value (frozen containers are kept as they are)."""
+    kind = type(value)
+    if kind in _PLAIN or kind is FrozenDict or kind is FrozenList:
+        return value
+    if isinstance(value, _View):
+        value = value._data
+    if isinstance(value, Mapping):
+        return _freeze_items(value)
+    if isinstance(value, (list, tuple)):
+        return FrozenList([freeze(v) for v in value])
+    return value
+
+
+def _readonly(mapping: Mapping[str, Any]) -> FrozenDict:
+    if type(mapping) is FrozenDict:
+        return mapping
+    if isinstance(mapping, _View):
+        mapping = mapping._data
+    return _freeze_items(mapping)
+
+
+def _readonly_optional(mapping: Mapping[str, Any] | None) -> FrozenDict | None:
     return None if mapping is None else _readonly(mapping)
+
+
+def _readonly_rows(rows: Any) -> tuple[FrozenDict, ...]:
+    return tuple(_readonly(row) for row in rows)
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` as plain JSON data: containers copied, dates as ISO 8601 strings."""
+    if isinstance(value, _View):
+        value = value._data
+    if isinstance(value, Mapping):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    return value
+
+
+class Proposed(FrozenDict):
+    """What an AI provider may return instead of a plain dict: the proposed values (it is a
+    read-only dict of them, so a runtime that only knows dicts takes it as it is) and
+    ``meta`` about how they were made (model id, prompt, raw response, token usage; never
+    a secret), which the runtime records on the log entry as ``proposal_meta``."""
+
+    __slots__ = ("meta",)
+    meta: FrozenDict
+
+    def __init__(self, values: Mapping[str, Any] = FrozenDict(), meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__(_readonly(values))
+        object.__setattr__(self, "meta", _readonly(meta or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Proposed is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Proposed, (dict(self), dict(self.meta)))
+
+    def __repr__(self) -> str:
+        return f"Proposed({dict(self)!r}, meta={dict(self.meta)!r})"
 
 
 @attrs.frozen
 class Intent:
-    """What a caller asked for. ``payload`` is a read-only mapping."""
+    """What a caller asked for. ``payload`` is a read-only dict (:class:`FrozenDict`)."""
 
     name: str
     payload: Mapping[str, Any] = attrs.field(converter=_readonly)
     complete: bool = False
     source: str = "user"  # who supplied the payload last: "user", "ai" or "guard:<name>"
     id: str = attrs.field(factory=new_id)  # unique and sortable (UUIDv7); a retry with it commits once
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (dates as ISO 8601 strings), a copy the caller owns."""
+        return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -39,6 +151,10 @@ class Proposal:
 
     values: Mapping[str, Any] = attrs.field(converter=_readonly)
     source: str = "ai"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (dates as ISO 8601 strings), a copy the caller owns."""
+        return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -62,7 +178,11 @@ def now() -> str:
 class LogEntry:
     """One record of the audit log (0.1's fields in snake_case, plus phase/source/error).
 
-    Entries are immutable: payloads, proposals and diff values are read-only views.
+    Entries are immutable: payloads and proposals are read-only dicts (:class:`FrozenDict`,
+    which ``json.dumps`` and ``repr`` treat as plain dicts); diff values are read-only views.
+    :meth:`to_dict` gives the whole entry as plain JSON data.
+
+    ``proposal_meta`` is what the AI provider said about a proposal (:class:`Proposed`).
 
     ``phase`` is ``dispatch``, ``propose``, ``accept``, ``reject`` or ``commit``; ``replay``
     marks a commit answered from its idempotency record without running effects.
@@ -82,14 +202,24 @@ class LogEntry:
     error: str | None = None
     replay: bool = False
     idempotency_key: str | None = None
-    validation_errors: tuple[Mapping[str, Any], ...] = ()
+    validation_errors: tuple[Mapping[str, Any], ...] = attrs.field(default=(), converter=_readonly_rows)
     detail: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)  # sagas
     intent_id: str | None = None
+    proposal_meta: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as plain JSON data: ``json.dumps(entry.to_dict())`` always works.
+
+        Field names are the attribute names; guard outcomes, the transition result and
+        diff changes become dicts; dates become ISO 8601 strings.
+        """
+        return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
 
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, _View), plain)
 converter.register_unstructure_hook(Mapping, lambda m: {k: converter.unstructure(v) for k, v in m.items()})
+converter.register_unstructure_hook_func(lambda t: t in (FrozenDict, FrozenList), plain)
 
 
 def entry_to_dict(entry: LogEntry) -> dict[str, Any]:

@@ -118,7 +118,16 @@ class StateView(_View, Mapping[str, Any]):
         return key in self._data
 
     def get(self, key: str, default: Any = None) -> Any:
-        return view(self._data.get(key, default))
+        """The value at ``key``, a key or a dot path (``"a.b.0"``), as ``runtime.get_state``
+        reads it, or ``default`` when it is missing. A literal key that exists wins over a
+        path (state keys cannot contain ``.``; a payload's field names can)."""
+        data = self._data
+        if key in data:
+            return view(data[key])
+        if isinstance(key, str) and "." in key:
+            found = lookup(data, parse_path(key))
+            return default if found is None else view(found)
+        return default
 
     def path(self, path: str) -> Any:
         """The value at a dot path, or ``None``."""

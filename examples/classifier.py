@@ -10,6 +10,7 @@ Run: ``python examples/classifier.py``.
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import clp_core as clp
 
@@ -26,30 +27,35 @@ def fake_model(intent: clp.Intent) -> dict:
     return {"category": "other"}
 
 
-def category(ctx) -> str:
+contract = clp.Contract(state={"tickets": {}, "stats": {}, "filed": "array"})
+
+
+@contract.intent("classify")
+class Classify(TypedDict):
+    """File a support ticket under a category (proposed by the AI)."""
+
+    ticket: str
+    text: str
+    category: str
+
+
+def category(ctx: clp.Ctx[Classify]) -> str:
     return ctx.intent.payload["category"]
 
 
-contract = clp.create_contract(
-    intents={"classify": {"inputs": {"ticket": "string", "text": "string", "category": "string"}}},
-    state={"tickets": {}, "stats": {}, "filed": "array"},
-    guards=[
-        {"name": "allowed_category",
-         "deny": lambda ctx: category(ctx) not in ALLOWED,
-         "suggest": lambda ctx: {"category": "other"}},
-    ],
-    transitions={
-        "file": {
-            "when": lambda ctx: ctx.intent.complete,
-            "effects": lambda ctx: {
-                f"tickets.{ctx.intent.payload['ticket']}": {"text": ctx.intent.payload["text"],
-                                                            "category": category(ctx)},
-                f"stats.{category(ctx)}": (ctx.state.path(f"stats.{category(ctx)}") or 0) + 1,
-                "filed": clp.ops.push(ctx.intent.payload["ticket"]),
-            },
-        }
-    },
-)
+@contract.guard(on="classify", suggest=lambda ctx: {"category": "other"})
+def allowed_category(ctx: clp.Ctx[Classify]) -> bool:
+    return category(ctx) not in ALLOWED
+
+
+@contract.transition(on="classify", when=lambda ctx: ctx.intent.complete)
+def file(ctx: clp.Ctx[Classify]) -> dict:
+    ticket = ctx.intent.payload["ticket"]
+    return {
+        clp.path("tickets", ticket): {"text": ctx.intent.payload["text"], "category": category(ctx)},
+        clp.path("stats", category(ctx)): (ctx.state.get(clp.path("stats", category(ctx))) or 0) + 1,
+        "filed": clp.ops.push(ticket),
+    }
 
 
 async def classify(runtime: clp.Runtime, ticket: str, text: str) -> None:
@@ -66,7 +72,7 @@ async def classify(runtime: clp.Runtime, ticket: str, text: str) -> None:
         await runtime.accept_proposal("classify")
         print("  the reviewer accepts the guard's suggestion")
         await runtime.commit()
-    print(f"  filed as {runtime.get_state(f'tickets.{ticket}.category')!r}")
+    print(f"  filed as {runtime.get_state(clp.path('tickets', ticket, 'category'))!r}")
 
 
 async def main() -> None:

@@ -8,35 +8,36 @@ someone accepts it. Run it: ``python examples/counter.py``.
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import clp_core as clp
 
+contract = clp.Contract(state={"count": "number", "history": "array"})
 
-def amount(ctx):
+
+@contract.intent("increment")
+class Increment(TypedDict, total=False):
+    """Add ``amount`` (1 when missing) to the count."""
+
+    amount: float
+
+
+def amount(ctx: clp.Ctx[Increment]) -> float:
     value = ctx.intent.payload.get("amount")
     return 1 if value is None else value
 
 
-contract = clp.create_contract(
-    intents={"increment": {"inputs": {"amount": "number?"}}},
-    state={"count": "number", "history": "array"},
-    guards=[
-        {
-            "name": "no_negative",
-            "deny": lambda ctx: amount(ctx) < 0,
-            "suggest": lambda ctx: {"amount": 0},
-        }
-    ],
-    transitions={
-        "apply": {
-            "when": lambda ctx: ctx.intent.complete,
-            "effects": lambda ctx: {
-                "count": (ctx.state.get("count") or 0) + amount(ctx),
-                "history": clp.ops.push(amount(ctx)),
-            },
-        }
-    },
-)
+@contract.guard(on="increment", suggest=lambda ctx: {"amount": 0})
+def no_negative(ctx: clp.Ctx[Increment]) -> bool:
+    return amount(ctx) < 0
+
+
+@contract.transition(on="increment", when=lambda ctx: ctx.intent.complete)
+def apply(ctx: clp.Ctx[Increment]) -> dict:
+    return {
+        "count": (ctx.state.get("count") or 0) + amount(ctx),
+        "history": clp.ops.push(amount(ctx)),
+    }
 
 
 async def main() -> None:

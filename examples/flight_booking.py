@@ -10,6 +10,8 @@ Run: ``python examples/flight_booking.py``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from typing import TypedDict
 
 import clp_core as clp
 
@@ -22,15 +24,48 @@ CATALOG = {
 }
 
 
-def booking(ctx) -> bool:
+contract = clp.Contract(state={"flights": {}, "search": {"query": "object", "results": "array"},
+                               "bookings": "array"})
+
+
+# "from" is a Python keyword: a TypedDict's functional form can still name the field
+SearchFlights = contract.intent("searchFlights")(TypedDict("SearchFlights", {"from": str, "to": str, "date": dt.date}))
+contract.intent("bookFlight", inputs={"flight": "string", "passengers": "integer", "payment": "string?"},
+                description="Book seats on a flight")
+
+
+def booking(ctx: clp.Ctx) -> bool:
+    # on= scopes the guards below to bookFlight; this check keeps them exact on runtimes
+    # that do not scope guards yet (clp-core 0.2)
     return ctx.intent.name == "bookFlight"
 
 
-def seats_left(ctx) -> int:
-    return ctx.state.path(f"flights.{ctx.intent.payload['flight']}.seats") or 0
+def seats_left(ctx: clp.Ctx) -> int:
+    return ctx.state.get(clp.path("flights", ctx.intent.payload["flight"], "seats")) or 0
 
 
-def search(ctx):
+@contract.guard(on="bookFlight")
+def known_flight(ctx: clp.Ctx) -> bool:
+    return booking(ctx) and ctx.intent.payload["flight"] not in ctx.state["flights"]
+
+
+@contract.guard(on="bookFlight")
+def max_passengers(ctx: clp.Ctx) -> bool:
+    return booking(ctx) and not 1 <= ctx.intent.payload["passengers"] <= MAX_PASSENGERS
+
+
+@contract.guard(on="bookFlight", suggest=lambda ctx: {"passengers": seats_left(ctx)})
+def seat_availability(ctx: clp.Ctx) -> bool:
+    return booking(ctx) and ctx.intent.payload["passengers"] > seats_left(ctx)
+
+
+@contract.guard(on="bookFlight")  # never suggested: a guard must not invent a payment
+def payment_present(ctx: clp.Ctx) -> bool:
+    return booking(ctx) and not ctx.intent.payload.get("payment")
+
+
+@contract.transition(on="searchFlights", when=lambda ctx: ctx.intent.name == "searchFlights")
+def search(ctx: clp.Ctx) -> dict:
     query = ctx.intent.payload
     found = [
         flight_id
@@ -40,38 +75,15 @@ def search(ctx):
     return {"search.query": dict(query), "search.results": found}
 
 
-def book(ctx):
+@contract.transition(on="bookFlight", when=lambda ctx: booking(ctx) and ctx.intent.complete)
+def book(ctx: clp.Ctx) -> dict:
     p = ctx.intent.payload
-    price = ctx.state.path(f"flights.{p['flight']}.price")
+    price = ctx.state.get(clp.path("flights", p["flight"], "price"))
     return {
-        f"flights.{p['flight']}.seats": seats_left(ctx) - p["passengers"],
+        clp.path("flights", p["flight"], "seats"): seats_left(ctx) - p["passengers"],
         "bookings": clp.ops.push({"flight": p["flight"], "passengers": p["passengers"],
                                   "total": price * p["passengers"]}),
     }
-
-
-contract = clp.create_contract(
-    intents={
-        "searchFlights": {"inputs": {"from": "string", "to": "string", "date": "date"}},
-        "bookFlight": {"inputs": {"flight": "string", "passengers": "integer", "payment": "string?"}},
-    },
-    state={"flights": {}, "search": {"query": "object", "results": "array"}, "bookings": "array"},
-    guards=[
-        {"name": "known_flight",
-         "deny": lambda ctx: booking(ctx) and ctx.intent.payload["flight"] not in ctx.state["flights"]},
-        {"name": "max_passengers",
-         "deny": lambda ctx: booking(ctx) and not 1 <= ctx.intent.payload["passengers"] <= MAX_PASSENGERS},
-        {"name": "seat_availability",
-         "deny": lambda ctx: booking(ctx) and ctx.intent.payload["passengers"] > seats_left(ctx),
-         "suggest": lambda ctx: {"passengers": seats_left(ctx)}},
-        {"name": "payment_present",  # never suggested: a guard must not invent a payment
-         "deny": lambda ctx: booking(ctx) and not ctx.intent.payload.get("payment")},
-    ],
-    transitions={
-        "search": {"when": lambda ctx: ctx.intent.name == "searchFlights", "effects": search},
-        "book": {"when": lambda ctx: booking(ctx) and ctx.intent.complete, "effects": book},
-    },
-)
 
 
 async def try_commit(runtime: clp.Runtime) -> bool:

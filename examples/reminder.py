@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from typing import TypedDict
 
 import clp_core as clp
 
@@ -39,22 +40,25 @@ def as_date(value: str | dt.date) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
-contract = clp.create_contract(
-    intents={"createReminder": {"inputs": {"text": "string", "date": "date"}}},
-    state={"reminders": "array"},
-    guards=[
-        {"name": "date_not_in_past",
-         "deny": lambda ctx: as_date(ctx.intent.payload["date"]) < TODAY},
-    ],
-    transitions={
-        "create": {
-            "when": lambda ctx: ctx.intent.complete,
-            "effects": lambda ctx: {
-                "reminders": clp.ops.push({"text": ctx.intent.payload["text"], "date": ctx.intent.payload["date"]})
-            },
-        }
-    },
-)
+contract = clp.Contract(state={"reminders": "array"})
+
+
+@contract.intent("createReminder")
+class CreateReminder(TypedDict):
+    """Remind the user of ``text`` on ``date`` (the AI may propose the date)."""
+
+    text: str
+    date: dt.date
+
+
+@contract.guard(on="createReminder")
+def date_not_in_past(ctx: clp.Ctx[CreateReminder]) -> bool:
+    return as_date(ctx.intent.payload["date"]) < TODAY
+
+
+@contract.transition(on="createReminder", when=lambda ctx: ctx.intent.complete)
+def create(ctx: clp.Ctx[CreateReminder]) -> dict:
+    return {"reminders": clp.ops.push({"text": ctx.intent.payload["text"], "date": ctx.intent.payload["date"]})}
 
 
 async def main() -> None:

@@ -70,7 +70,7 @@ async def attempt(
         recorded = _recorded(contract, name, ctx, records) if records else None
         if recorded is not None:
             return CommitResult(ctx, transition=name, replayed=recorded)
-        for guard in contract.guards:
+        for guard in contract.guards_for(intent.name):
             denied = _denies(guard, ctx)
             outcomes.append(GuardOutcome(guard.name, denied))
             if denied:
@@ -124,10 +124,11 @@ def _denial(
 def _recorded(contract: Contract, name: str | None, ctx: Context, records: Records) -> LogEntry | None:
     """The entry of an earlier commit with this commit's idempotency key. Looked up before the
     guards: a retry returns what the first attempt did."""
+    transitions = contract.transitions_for(ctx.intent.name)
     if name is not None:
-        candidates = [t for t in (contract.transitions.get(name),) if t is not None]
+        candidates = [t for t in (transitions.get(name),) if t is not None]
     else:
-        candidates = list(contract.transitions.values())
+        candidates = list(transitions.values())
     for transition in candidates:
         if transition.idempotency_key is None or not _holds(transition, ctx):
             continue
@@ -138,12 +139,13 @@ def _recorded(contract: Contract, name: str | None, ctx: Context, records: Recor
 
 
 def _choose(contract: Contract, name: str | None, ctx: Context) -> Transition:
+    transitions = contract.transitions_for(ctx.intent.name)
     if name is not None:
-        transition = contract.transitions.get(name)
+        transition = transitions.get(name)
         if transition is None or not _holds(transition, ctx):
             raise NoMatchingTransitionError(name)
         return transition
-    matching = [t for t in contract.transitions.values() if _holds(t, ctx)]
+    matching = [t for t in transitions.values() if _holds(t, ctx)]
     if len(matching) != 1:
         raise AmbiguousTransitionError(len(matching))
     return matching[0]

@@ -11,7 +11,7 @@ import attrs
 
 from ..contract import CompiledIntent, Contract, Guard
 from ..errors import ProposalError, UnknownIntentError, ValidationError
-from ..log import Intent, Proposal
+from ..log import Intent, Proposal, Proposed
 from ..state import State, StateView, plain
 from ..validation import Validator
 
@@ -70,9 +70,10 @@ class Intake:
                 {"field": "intent_id", "expected": "a string of 1 to 128 characters", "got": type(intent_id).__name__}])
         return Intent(name, values, is_complete(compiled, values), id=intent_id)
 
-    async def proposal(self, provider: AIProvider, intent: Intent) -> Proposal:
+    async def proposal(self, provider: AIProvider, intent: Intent) -> tuple[Proposal, Mapping[str, Any] | None]:
         """Ask ``provider`` for values for ``intent``; they may fill inputs, never override a
-        required one the caller gave."""
+        required one the caller gave. Also returns what the provider said of how it made them
+        (a :class:`Proposed`'s ``meta``)."""
         try:
             result = provider(intent)
             if inspect.isawaitable(result):
@@ -86,7 +87,8 @@ class Intake:
         for key in result:
             if key in compiled.required and intent.payload.get(key) is not None:
                 raise ProposalError(f"Proposal tries to override required field: {key}")
-        return Proposal(self.values(compiled, result, f"proposal for {intent.name}"), "ai")
+        meta = result.meta if isinstance(result, Proposed) else None
+        return Proposal(self.values(compiled, result, f"proposal for {intent.name}"), "ai"), meta
 
     def suggestion(self, guard: Guard, intent: Intent, values: Any) -> Proposal | None:
         """A denying guard's correction, to be staged; it may replace any input."""
@@ -97,6 +99,18 @@ class Intake:
         compiled = self.contract.intents[intent.name]
         _only_inputs(compiled, values)
         return Proposal(self.values(compiled, values, f"suggestion of guard {guard.name}"), f"guard:{guard.name}")
+
+    def edited(self, intent: Intent, staged: Proposal, edits: Mapping[str, Any], by: str | None) -> Proposal:
+        """``staged`` with a person's ``edits`` over it: declared inputs of fitting types."""
+        if not isinstance(edits, Mapping):
+            raise ValidationError(f"edits of {intent.name}", [
+                {"field": "<edits>", "expected": "object", "got": type(edits).__name__}])
+        compiled = self.contract.intents[intent.name]
+        unknown = [k for k in edits if k not in compiled.inputs]
+        if unknown:
+            raise _undeclared(f"edits of {intent.name}", unknown)
+        checked = self.values(compiled, edits, f"edits of {intent.name}")
+        return Proposal({**staged.values, **checked}, f"{staged.source}, edited by {by or 'user'}")
 
     def accepted(self, intent: Intent, staged: Proposal) -> Intent:
         """``intent`` with the staged values merged into its payload."""

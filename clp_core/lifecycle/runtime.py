@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from .. import saga as saga_module
-from ..contract import Contract
+from ..contract import Contract, compiled
 from ..errors import (
     ClpError,
     ConfigError,
@@ -55,7 +55,7 @@ class Runtime:
     def __init__(
         self,
         contract: Contract,
-        ai_provider: AIProvider | None = None,
+        ai_provider: AIProvider | Mapping[str, AIProvider] | None = None,
         *,
         storage: Any = None,
         storage_key: str = "clp:state",
@@ -74,10 +74,13 @@ class Runtime:
         handlers: Mapping[str, Handler] | None = None,
         delivery_attempts: int = 5,
     ) -> None:
-        if not isinstance(contract, Contract):
-            raise ConfigError("create_runtime needs a contract made by create_contract()")
-        if ai_provider is not None and not callable(ai_provider):
-            raise ConfigError("ai_provider must be callable (sync or async) or None")
+        contract = compiled(contract)
+        providers = dict(ai_provider) if isinstance(ai_provider, Mapping) else {}
+        if not all(callable(p) for p in providers.values() or [ai_provider]) and ai_provider is not None:
+            raise ConfigError("ai_provider must be callable (sync or async), a dict of intent name to one, or None")
+        unknown = sorted(set(providers) - set(contract.intents))
+        if unknown:
+            raise ConfigError(f"ai_provider names {unknown}, which are not intents of the contract")
         if not isinstance(storage_key, str) or not storage_key:
             raise ConfigError("storage_key must be a non-empty string")
         if not isinstance(snapshot_every, int) or snapshot_every < 1:
@@ -86,6 +89,8 @@ class Runtime:
             raise ConfigError("intent_window must be a non-negative integer")
         self.contract = contract
         self.ai_provider = ai_provider
+        self._providers = providers  # by intent name, when ai_provider is a mapping
+        self._provider: AIProvider | None = None if isinstance(ai_provider, Mapping) else ai_provider
         self.storage_key = storage_key
         self.config = dict(config or {})
         self.max_conflict_retries = max_conflict_retries
@@ -118,6 +123,10 @@ class Runtime:
         self._intent: Intent | None = None
         self._staged: Proposal | None = None
         self._lock = asyncio.Lock()
+        for provider in [self._provider, *providers.values()]:
+            bind = getattr(provider, "bind", None)
+            if callable(bind):  # a provider that wants the intents' JSON Schemas (clp-llm)
+                bind(self)
 
     # -- context management ------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -268,27 +277,40 @@ class Runtime:
         """
         async with self._phase("propose") as phase:
             intent = self._intent
-            if intent is None or intent.name != name or self.ai_provider is None:
+            provider = self._providers.get(name) if self._provider is None else self._provider
+            if intent is None or intent.name != name or provider is None:
                 return None
             await self.hooks.call("before_propose", intent=intent)
-            proposal = await self._intake.proposal(self.ai_provider, intent)
+            proposal, meta = await self._intake.proposal(provider, intent)
             self._staged = proposal
             self._outbox.record(self._entry(intent, "propose", staged_proposal=proposal.values,
-                                            proposal_source=proposal.source))
+                                            proposal_source=proposal.source, proposal_meta=meta))
             phase.then(self._outbox.after, "after_propose", intent=intent, proposal=proposal)
         return plain(proposal.values)  # type: ignore[no-any-return]
 
-    async def accept_proposal(self, name: str) -> Intent:
-        """Merge the staged proposal into the current intent's payload."""
+    async def accept_proposal(
+        self, name: str | None = None, *, edits: Mapping[str, Any] | None = None, by: str | None = None
+    ) -> Intent:
+        """Merge the staged proposal into the current intent's payload (``name`` defaults to
+        the current intent).
+
+        ``edits`` changes values before accepting (a human correcting the AI): they must be
+        declared inputs of the intent and fit their types, and the commit guards them like any
+        payload. The log entry records the proposal as staged, the edits and ``by`` whom.
+        """
         async with self._phase("accept"):
             intent, staged = self._current(name, "accept")
+            detail = None
+            if edits:
+                staged = self._intake.edited(intent, staged, edits, by)
+                detail = {"edits": dict(edits), "edited_by": by or "user"}
             accepted = self._intake.accepted(intent, staged)
             self._intent, self._staged = accepted, None
             self._outbox.record(self._entry(accepted, "accept", accepted_proposal=staged.values,
-                                            proposal_source=staged.source))
+                                            proposal_source=staged.source, detail=detail))
         return accepted
 
-    async def reject_proposal(self, name: str) -> Intent:
+    async def reject_proposal(self, name: str | None = None) -> Intent:
         """Discard the staged proposal (logged); the intent stays current."""
         async with self._phase("reject"):
             intent, staged = self._current(name, "reject")
@@ -330,8 +352,8 @@ class Runtime:
             **fields,
         )
 
-    def _current(self, name: str, action: str) -> tuple[Intent, Proposal]:
-        if self._intent is None or self._intent.name != name:
+    def _current(self, name: str | None, action: str) -> tuple[Intent, Proposal]:
+        if self._intent is None or (name is not None and self._intent.name != name):
             raise NoMatchingIntentError()
         if self._staged is None:
             raise NoStagedProposalError(action)
@@ -447,6 +469,8 @@ class Runtime:
             await self._outbox.report(error, "on_guard_deny")
 
 
-def create_runtime(contract: Contract, ai_provider: AIProvider | None = None, **options: Any) -> Runtime:
+def create_runtime(
+    contract: Contract, ai_provider: AIProvider | Mapping[str, AIProvider] | None = None, **options: Any
+) -> Runtime:
     """Build a :class:`Runtime`; see the options of :class:`Runtime`."""
     return Runtime(contract, ai_provider, **options)

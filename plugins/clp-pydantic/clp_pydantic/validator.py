@@ -261,8 +261,10 @@ class PydanticValidator:
                                   f"declare (intents: {sorted(contract.intents)})")
         self._plans: dict[str, _TypeStrings | _Model] = {}
         for name, intent in contract.intents.items():
-            if name in models:
-                model = _check_model(models[name], f"validation['schema'][{name!r}]")
+            declared = getattr(intent.definition, "model", None)  # @contract.intent on a model
+            if name in models or declared is not None:
+                where = f"validation['schema'][{name!r}]" if name in models else f"intents[{name!r}].model"
+                model = _check_model(models[name] if name in models else declared, where)
                 self._plans[name] = _Model(intent, model, self.strict)
             else:
                 self._plans[name] = _TypeStrings(intent, self.strict)
