@@ -1,17 +1,22 @@
-"""Plugin discovery (entry-point group ``clp``) and the hook runner each runtime uses.
+"""Plugin discovery (entry-point group ``clp``), the managers built from it, and the hook runner
+each runtime uses.
 
-Built-in plugins register through the same entry points as third-party ones. A plugin that
-fails to import is recorded with its name and cause and does not take the others down.
+Built-in plugins (:data:`BUILTIN_PLUGINS`) are registered on every manager directly, like
+datasette's default plugins; third-party ones are found through entry points and need
+``@clp_core.hookimpl`` markers. A plugin that fails to import is recorded with its name and
+cause and does not take the others down. The managers are built once per configuration and
+shared by the runtimes that use it.
 """
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import inspect
 import json
 import logging
-import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -25,32 +30,225 @@ from .errors import ClpError, HookError
 logger = logging.getLogger("clp")
 ENTRY_POINT_GROUP = "clp"
 
+#: Plugins registered on every manager, whatever the configuration: ``(name, module)``.
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("clp-storage", "clp_core.storage.plugin"),
+    ("clp-types", "clp_core.validation"),
+)
+
+_HOOK_NAMES = frozenset(
+    n for n in dir(hookspecs) if callable(getattr(hookspecs, n)) and hasattr(getattr(hookspecs, n), "clp_spec")
+)
+_LIFECYCLE = frozenset(hookspecs.LIFECYCLE_HOOKS)
+
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def has_markers(obj: Any) -> bool:
+    """Whether some attribute of ``obj`` carries a ``@clp_core.hookimpl`` marker."""
+    for attr in dir(obj):
+        try:
+            value = inspect.getattr_static(obj, attr)
+        except AttributeError:
+            continue
+        value = getattr(value, "__func__", value)  # classmethod, staticmethod
+        if getattr(value, "clp_impl", None) is not None:
+            return True
+    return False
+
+
+# -- labelled implementations -------------------------------------------------------------
+# Lifecycle implementations are called by pluggy through a function that names the plugin
+# in failures. A HookRunner call puts a _CallState in a context variable (a pluggy call is
+# synchronous, so the labelled functions see their own call's state):
+# - strict calls raise (a ClpError as is, anything else as a HookError naming the plugin),
+#   so pluggy stops there and wrappers see the error; quiet calls return a Failure, so
+#   every implementation runs;
+# - an awaitable comes back as a Pending; from then on, the implementations pluggy calls
+#   next are not run but deferred (a Pending too), so that the runner runs and awaits them
+#   one after the other, in pluggy's order, as if each had been awaited in turn.
+# Outside a HookRunner call (``pm.hook.x(...)`` directly) results come back as they are.
+
+
+class _CallState:
+    __slots__ = ("deferring", "pending", "quiet")
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.deferring = False
+        self.pending: list[Pending] = []
+
+
+_call_state: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar("clp_hook_call", default=None)
+
+
+class Pending:
+    """An implementation's result to await, or its deferred call; ``plugin`` names it."""
+
+    __slots__ = ("args", "awaitable", "function", "hook", "kwargs", "plugin")
+
+    def __init__(self, hook: str, plugin: str, awaitable: Any = None, function: Callable[..., Any] | None = None,
+                 args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
+        self.hook, self.plugin, self.awaitable = hook, plugin, awaitable
+        self.function, self.args, self.kwargs = function, args, kwargs
+
+    async def run(self) -> None:
+        awaitable = self.awaitable
+        if self.function is not None:
+            awaitable = self.function(*self.args, **(self.kwargs or {}))
+            if awaitable is None or not inspect.isawaitable(awaitable):
+                return
+        await awaitable
+
+    def close(self) -> None:
+        close = getattr(self.awaitable, "close", None)
+        if close is not None:
+            close()
+
+
+@attrs.define(slots=True)
+class Failure:
+    """An implementation's failure in a quiet call: a HookError naming the plugin (with
+    ``__cause__`` set), or the ClpError it raised."""
+
+    error: BaseException
+
+
+def _labelled_error(hook: str, plugin: str, exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, ClpError) else HookError(hook, plugin)
+
+
+def _label(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    isawaitable = inspect.isawaitable
+    get_state = _call_state.get
+
+    def labelled(*args: Any, **kwargs: Any) -> Any:
+        state = get_state()
+        if state is not None and state.deferring:
+            return Pending(hook, plugin, None, function, args, kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:
+            error = _labelled_error(hook, plugin, exc)
+            if state is not None and state.quiet:
+                if error is not exc:
+                    error.__cause__ = exc
+                return Failure(error)
+            if error is exc:
+                raise
+            raise error from exc
+        if state is None or result is None or not isawaitable(result):
+            return result
+        state.deferring = True
+        pending = Pending(hook, plugin, result)
+        state.pending.append(pending)
+        return pending
+
+    return labelled
+
+
+def _label_wrapper(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def labelled(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        try:
+            return (yield from function(*args, **kwargs))
+        except ClpError:
+            raise
+        except Exception as exc:
+            raise HookError(hook, plugin) from exc
+    return labelled
+
+
 class ClpPluginManager(pluggy.PluginManager):
-    """A pluggy manager that also takes plain objects: any method named like a hook
-    (``before_commit``, or the roadmap's ``beforeCommit``) is an implementation."""
+    """The ``clp`` pluggy manager. Implementations need ``@clp_core.hookimpl`` markers, except
+    on middleware objects without any (see :meth:`register_middleware`): there, any method
+    named like a hook (``before_commit``, or camelCase ``beforeCommit``) is one."""
 
     def __init__(self) -> None:
         super().__init__("clp")
         self.add_hookspecs(hookspecs)
+        self._adapting: Any = None  # the unmarked middleware object being registered
+        self._implemented: frozenset[str] = frozenset()
+        self._registered_cache: dict[str, dict[str, Any]] = {}
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is not None:
+        if opts is not None or plugin is not self._adapting:
             return opts
         specname = name if name in _HOOK_NAMES else _snake(name)
         if specname in _HOOK_NAMES and callable(getattr(plugin, name, None)):
             return {"specname": specname} if specname != name else {}
         return None
 
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or ():
+            if caller.name not in _LIFECYCLE:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                if impl.wrapper or impl.hookwrapper:
+                    labelled = _label_wrapper(caller.name, impl.plugin_name, impl.function)
+                else:
+                    labelled = _label(caller.name, impl.plugin_name, impl.function)
+                impl.function = labelled  # type: ignore[misc]  # pluggy keeps the original argnames
+        self._changed()
+        return registered
 
-_HOOK_NAMES = frozenset(
-    n for n in dir(hookspecs) if callable(getattr(hookspecs, n)) and hasattr(getattr(hookspecs, n), "clp_spec")
-)
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        self._changed()
+        return removed
+
+    def register_middleware(self, obj: Any, name: str) -> None:
+        """Register ``obj`` as it is if it carries ``@hookimpl`` markers, else adapted."""
+        if has_markers(obj):
+            self.register(obj, name=name)
+            return
+        self._adapting = obj
+        try:
+            self.register(obj, name=name)
+        finally:
+            self._adapting = None
+
+    def _changed(self) -> None:
+        self._implemented = frozenset(
+            hook for hook in _HOOK_NAMES if (caller := getattr(self.hook, hook, None)) is not None
+            and caller.get_hookimpls())
+        self._registered_cache.clear()
+
+    def implements(self, hook: str) -> bool:
+        """Whether some registered plugin implements ``hook``."""
+        return hook in self._implemented
+
+    def registered(self, hook: str) -> dict[str, Any]:
+        """The ``{name: factory}`` dicts returned from registration ``hook``, merged (cached
+        until a plugin is registered or unregistered)."""
+        merged = self._registered_cache.get(hook)
+        if merged is None:
+            merged = {}
+            for contributed in getattr(self.hook, hook)():  # on a clash, the first registered wins
+                merged.update(contributed or {})
+            self._registered_cache[hook] = merged
+        return merged
+
+
+def builtin_plugins() -> list[tuple[str, Any]]:
+    """The built-in plugins as ``(name, module)``."""
+    return [(name, importlib.import_module(module)) for name, module in BUILTIN_PLUGINS]
+
+
+def new_manager(plugins: Iterable[Any] = ()) -> ClpPluginManager:
+    """A manager holding the built-in plugins, then ``plugins``."""
+    pm = ClpPluginManager()
+    for name, module in builtin_plugins():
+        pm.register(module, name=name)
+    for plugin in plugins:
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
+    return pm
 
 
 @attrs.define
@@ -68,7 +266,8 @@ _discovered: list[PluginRecord] | None = None
 
 
 def discover(refresh: bool = False) -> list[PluginRecord]:
-    """Load every ``clp`` entry point once per process (``refresh`` reloads)."""
+    """Load every ``clp`` entry point once per process (``refresh`` reloads, and forgets the
+    managers built from the previous discovery)."""
     global _discovered
     if _discovered is not None and not refresh:
         return _discovered
@@ -83,6 +282,7 @@ def discover(refresh: bool = False) -> list[PluginRecord]:
             logger.warning("clp plugin %s failed to load: %s", ep.name, record.error)
         records.append(record)
     _discovered = records
+    clear_caches()
     return records
 
 
@@ -100,13 +300,20 @@ class Inactive:
 _shared: dict[tuple[Any, str], Any] = {}
 
 
+def _canonical(options: Mapping[str, Any]) -> str | None:
+    """A JSON text equal for equal options, or None when they are not JSON-like."""
+    try:
+        return json.dumps(options, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
 def shared(factory: Callable[[Mapping[str, Any]], Any], options: Mapping[str, Any]) -> Any:
     """``factory(options)``, built once per process for equal options, so that runtimes
     configured alike share one instance (one rate budget, one circuit). Options that cannot
     be compared (not JSON-like) give a new instance each time."""
-    try:
-        token = json.dumps(dict(options), sort_keys=True)
-    except (TypeError, ValueError):
+    token = _canonical(dict(options))
+    if token is None:
         return factory(options)
     key = (factory, token)
     if key not in _shared:
@@ -116,7 +323,7 @@ def shared(factory: Callable[[Mapping[str, Any]], Any], options: Mapping[str, An
 
 @attrs.define
 class PluginStatus:
-    """A discovered plugin as one configuration sees it (what ``clp plugins`` lists)."""
+    """A plugin as one configuration sees it (what ``clp plugins`` lists)."""
 
     name: str
     distribution: str | None
@@ -126,6 +333,7 @@ class PluginStatus:
     hooks: list[str]
     instance: Any = None
     error: str | None = None
+    builtin: bool = False
 
 
 def _implemented_hooks(plugin: Any) -> list[str]:
@@ -134,15 +342,21 @@ def _implemented_hooks(plugin: Any) -> list[str]:
         pm.register(plugin)
     except Exception:
         return []
-    return sorted({impl_name for impl_name, caller in vars(pm.hook).items()
-                   if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls()})
+    return sorted(pm._implemented)
+
+
+def builtin_statuses(*, with_hooks: bool = True) -> list[PluginStatus]:
+    """The built-in plugins, always enabled."""
+    return [PluginStatus(name, "clp-core", None, True, "built-in", _implemented_hooks(module) if with_hooks else [],
+                         instance=module, builtin=True)
+            for name, module in builtin_plugins()]
 
 
 def plugin_statuses(config: PluginConfig | None = None, *, with_hooks: bool = True) -> list[PluginStatus]:
-    """Every discovered plugin, enabled or not and why; enabled ones configured.
+    """Every discovered entry-point plugin, enabled or not and why; enabled ones configured.
 
     A plugin that fails to load or to configure is reported here, disabled, and the others
-    are unaffected.
+    are unaffected. (The built-in plugins are in :func:`builtin_statuses`.)
     """
     config = config if config is not None else process_config()
     statuses = []
@@ -177,43 +391,87 @@ _process_config: PluginConfig | None = None
 
 
 def process_config(refresh: bool = False) -> PluginConfig:
-    """The configuration from files and environment (cached; ``refresh`` re-reads)."""
+    """The configuration from files and environment (cached; ``refresh`` re-reads, and forgets
+    the managers built for the previous configuration)."""
     global _process_config
     if _process_config is None or refresh:
         _process_config = load_config()
+        clear_caches()
     return _process_config
 
 
-def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
-    """The configured instances of the enabled entry-point plugins."""
+def _effective_config(overrides: Mapping[str, Any] | None) -> PluginConfig:
     config = process_config()
-    if overrides:
-        config = config.merged(overrides, "create_runtime(config=...)")
-    return [s.instance for s in plugin_statuses(config, with_hooks=False) if s.enabled]
+    return config.merged(overrides, "create_runtime(config=...)") if overrides else config
+
+
+def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
+    """The configured instances of the enabled entry-point plugins (configured anew)."""
+    return [s.instance for s in plugin_statuses(_effective_config(overrides), with_hooks=False) if s.enabled]
+
+
+@attrs.frozen
+class _Shared:
+    """The enabled entry-point plugins of one configuration and a manager holding them."""
+
+    plugins: tuple[Any, ...]
+    hooks: HookRunner
+
+
+_runtime_cache: dict[str, _Shared] = {}
+_registration_cache: dict[str, ClpPluginManager] = {}
+
+
+def clear_caches() -> None:
+    """Forget the managers built so far (after discovery or the configuration changed)."""
+    _runtime_cache.clear()
+    _registration_cache.clear()
+
+
+def _shared_for(config: Mapping[str, Any] | None) -> _Shared:
+    token = _canonical(dict(config or {}))
+    cached = _runtime_cache.get(token) if token is not None else None
+    if cached is not None:
+        return cached
+    plugins = tuple(active_plugins(config))
+    built = _Shared(plugins, HookRunner(pm=new_manager(plugins)))
+    if token is not None:
+        _runtime_cache[token] = built
+    return built
+
+
+def runtime_hooks(config: Mapping[str, Any] | None, middleware: Sequence[Any]) -> HookRunner:
+    """The hook runner of a runtime: the one shared by the runtimes with this ``config=``
+    (process configuration plus these overrides) when there is no middleware; with middleware,
+    a manager of its own holding the shared plugins and the middleware, which run first, in
+    the order given."""
+    built = _shared_for(config)
+    if not middleware:
+        return built.hooks
+    return HookRunner(built.plugins, middleware)
 
 
 def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
-    """A manager holding the enabled entry-point plugins as loaded (or ``plugins``), for the
-    registration hooks (storage schemes, validators, commands): these are module-level, so
-    no plugin is configured for them."""
-    pm = ClpPluginManager()
-    if plugins is None:
-        config = process_config()
-        plugins = [r.plugin for r in discover() if r.plugin is not None
+    """A manager holding the built-in plugins and the enabled entry-point plugins as loaded
+    (or ``plugins``), for the registration hooks (storage schemes, validators, commands):
+    these are module-level, so no plugin is configured for them. Without ``plugins`` it is
+    built once per configuration."""
+    if plugins is not None:
+        return new_manager(plugins)
+    config = process_config()
+    token = "process"
+    cached = _registration_cache.get(token)
+    if cached is None:
+        enabled = [r.plugin for r in discover() if r.plugin is not None
                    and config.state_of(r.name, getattr(r.plugin, "enabled_by_default", True))[0]]
-    for plugin in plugins:
-        if not pm.is_registered(plugin):
-            pm.register(plugin)
-    return pm
+        cached = _registration_cache[token] = new_manager(enabled)
+    return cached
 
 
 def registered(hook: str) -> dict[str, Any]:
     """The ``{name: factory}`` dicts every enabled plugin returns from registration ``hook``
     (``register_storage``, ``register_event_stores``, ``register_validators``), merged."""
-    merged: dict[str, Any] = {}
-    for contributed in getattr(registration_manager().hook, hook)():
-        merged.update(contributed or {})
-    return merged
+    return registration_manager().registered(hook)
 
 
 def plugin_name(plugin: Any) -> str:
@@ -223,72 +481,91 @@ def plugin_name(plugin: Any) -> str:
     return getattr(plugin, "__name__", type(plugin).__name__)
 
 
-def _positional(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """A fast ``kwargs -> (kwargs[n] for n in names)``, whatever order the caller used."""
-    if len(names) > 1:
-        return operator.itemgetter(*names)  # type: ignore[return-value]
-    if names:
-        name = names[0]
-        return lambda kwargs: (kwargs[name],)
-    return lambda kwargs: ()
+def _close(pending: Iterable[Pending]) -> None:
+    for item in pending:
+        item.close()
 
 
 class HookRunner:
-    """Calls a runtime's hooks in a fixed order, awaiting async implementations.
+    """Calls a runtime's lifecycle hooks through pluggy, then awaits what they returned to
+    await, in order.
 
-    Order: the runtime's middleware in the order given, then entry-point plugins (pluggy's
-    ``tryfirst``/``trylast`` markers are honoured).
+    Order: the middleware in the order given, then the plugins (pluggy's ``tryfirst`` and
+    ``trylast`` markers and wrappers are honoured). ``pm`` may be given ready-made.
     """
 
-    def __init__(self, plugins: Sequence[Any], middleware: Sequence[Any]) -> None:
-        self.pm = ClpPluginManager()
-        for plugin in plugins:
-            self.pm.register(plugin)
-        for index, obj in reversed(list(enumerate(middleware))):
-            self.pm.register(obj, name=f"middleware:{index}:{plugin_name(obj)}")
-        # per hook: (plugin name, function, the argument names it takes, or None when it
-        # takes them all in the specification's order: then the call passes them positionally)
-        self._impls: dict[str, list[tuple[str, Any, tuple[str, ...] | None]]] = {}
-        self._spec_args: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {}
-        for hook in hookspecs.LIFECYCLE_HOOKS:
-            caller = getattr(self.pm.hook, hook)
-            spec = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
-            self._spec_args[hook] = _positional(spec)
-            self._impls[hook] = [
-                (impl.plugin_name, impl.function, None if tuple(impl.argnames) == spec else tuple(impl.argnames))
-                for impl in reversed(caller.get_hookimpls())
-            ]
+    def __init__(self, plugins: Sequence[Any] = (), middleware: Sequence[Any] = (), *,
+                 pm: ClpPluginManager | None = None) -> None:
+        if pm is None:
+            pm = new_manager(plugins)
+            for index, obj in reversed(list(enumerate(middleware))):
+                pm.register_middleware(obj, name=f"middleware:{index}:{plugin_name(obj)}")
+        self.pm = pm
 
     def has(self, hook: str) -> bool:
-        return bool(self._impls[hook])
+        return hook in self.pm._implemented
 
     async def call(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation in order; the first failure stops and is raised.
 
         A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
         """
-        args = self._spec_args[hook](kwargs)
-        for plugin, function, argnames in self._impls[hook]:
+        state = _CallState(False)
+        token = _call_state.set(state)
+        try:
+            results = getattr(self.pm.hook, hook)(**kwargs)
+        except ClpError:
+            _close(state.pending)
+            raise
+        except Exception as exc:  # from a wrapper, or pluggy itself
+            _close(state.pending)
+            raise HookError(hook, "<wrapper>") from exc
+        finally:
+            _call_state.reset(token)
+        if not state.deferring:
+            return
+        pending = [r for r in results if r.__class__ is Pending]
+        for index, item in enumerate(pending):
             try:
-                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
-                if result is not None and inspect.isawaitable(result):
-                    await result
+                await item.run()
             except ClpError:
+                _close(pending[index + 1:])
                 raise
             except Exception as exc:
-                raise HookError(hook, plugin) from exc
+                _close(pending[index + 1:])
+                raise HookError(hook, item.plugin) from exc
 
     async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
-        """Call every implementation; failures are collected, not raised."""
+        """Call every implementation; failures are collected (each a HookError naming its
+        plugin, or the ClpError raised, with ``__cause__`` set) and logged, not raised."""
         errors: list[BaseException] = []
-        args = self._spec_args[hook](kwargs)
-        for plugin, function, argnames in self._impls[hook]:
-            try:
-                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                logger.exception("clp hook %s of %s failed", hook, plugin)
-                errors.append(HookError(hook, plugin) if not isinstance(exc, ClpError) else exc)
-                errors[-1].__cause__ = exc if errors[-1] is not exc else exc.__cause__
+        state = _CallState(True)
+        token = _call_state.set(state)
+        try:
+            results = getattr(self.pm.hook, hook)(**kwargs)
+        except Exception as exc:  # from a wrapper, or pluggy itself
+            _close(state.pending)
+            results = []
+            errors.append(_failed(hook, "<wrapper>", exc))
+        finally:
+            _call_state.reset(token)
+        for result in results:
+            cls = result.__class__
+            if cls is Pending:
+                try:
+                    await result.run()
+                except Exception as exc:
+                    errors.append(_failed(hook, result.plugin, exc))
+            elif cls is Failure:
+                error = result.error
+                logger.error("clp hook %s of %s failed", hook, getattr(error, "plugin", "?"),
+                             exc_info=error.__cause__ or error)
+                errors.append(error)
         return errors
+
+
+def _failed(hook: str, plugin: str, exc: Exception) -> BaseException:
+    logger.exception("clp hook %s of %s failed", hook, plugin)
+    error = _labelled_error(hook, plugin, exc)
+    error.__cause__ = exc if error is not exc else exc.__cause__
+    return error

@@ -62,7 +62,7 @@ from .log import (
     entry_to_dict,
     now,
 )
-from .plugins import HookRunner, active_plugins
+from .plugins import runtime_hooks
 from .saga import Saga, SagaResult
 from .state import StateView, Writer, changed_paths, copy_value, lookup, parse_path, plain, touches
 from .storage import VersionedStorage, resolve_storage
@@ -144,7 +144,7 @@ class Runtime:
         self._subscribers: dict[int, tuple[tuple[str, ...], Subscriber]] = {}
         self._next_subscriber = 0
         self._lock = asyncio.Lock()
-        self.hooks = HookRunner(active_plugins(self.config), list(middleware))
+        self.hooks = runtime_hooks(self.config, middleware)
         self._entry_hooks = self.hooks.has("on_log_entry")
         self._unshipped: list[LogEntry] = []  # entries logged, not yet given to on_log_entry
         self._flushing = False
