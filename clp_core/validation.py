@@ -2,8 +2,9 @@
 
 Without ``validation=``, the runtime checks values against the contract's type strings (no
 coercion); ``validation={"validator": "types"}`` names the same checks as a validator (this
-module is the built-in ``clp-types`` plugin, registered on every plugin manager). With ``validation={...}``, a validator contributed by a plugin through the
-``register_validators`` hook does every check instead, strict (raise) or lenient (record on
+module is the built-in ``clp-types`` plugin, registered on every plugin manager). With
+``validation={...}``, a validator contributed by a plugin through the ``register_validators``
+hook does every check instead, strict (raise) or lenient (record on
 the log entry and in ``on_error``, then go on as CLP 0.1 would).
 """
 
