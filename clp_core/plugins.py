@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from importlib import metadata
+from types import CoroutineType
 from typing import Any
 
 import attrs
@@ -84,28 +85,23 @@ class _CallState:
 _call_state: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar("clp_hook_call", default=None)
 
 
-class Pending:
-    """An implementation's result to await, or its deferred call; ``plugin`` names it."""
+class Pending(tuple[Any, ...]):
+    """``(plugin, awaitable, function, args, kwargs)``: an implementation's result to await,
+    or (``awaitable`` None) its deferred call. A tuple: cheap to build, once per call."""
 
-    __slots__ = ("args", "awaitable", "function", "hook", "kwargs", "plugin")
+    __slots__ = ()
 
-    def __init__(self, hook: str, plugin: str, awaitable: Any = None, function: Callable[..., Any] | None = None,
-                 args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
-        self.hook, self.plugin, self.awaitable = hook, plugin, awaitable
-        self.function, self.args, self.kwargs = function, args, kwargs
-
-    async def run(self) -> None:
-        awaitable = self.awaitable
-        if self.function is not None:
-            awaitable = self.function(*self.args, **(self.kwargs or {}))
-            if awaitable is None or not inspect.isawaitable(awaitable):
-                return
-        await awaitable
+    @property
+    def plugin(self) -> str:
+        return str(self[0])
 
     def close(self) -> None:
-        close = getattr(self.awaitable, "close", None)
+        close = getattr(self[1], "close", None)
         if close is not None:
             close()
+
+
+_new = tuple.__new__
 
 
 @attrs.define(slots=True)
@@ -124,10 +120,22 @@ def _label(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[...
     isawaitable = inspect.isawaitable
     get_state = _call_state.get
 
+    if inspect.iscoroutinefunction(function):
+        # nothing runs before it is awaited: always deferred (no coroutine to close if the
+        # call stops before it)
+        def labelled_async(*args: Any, **kwargs: Any) -> Any:
+            state = get_state()
+            if state is None:
+                return function(*args, **kwargs)
+            state.deferring = True
+            return _new(Pending, (plugin, None, function, args, kwargs))
+
+        return labelled_async
+
     def labelled(*args: Any, **kwargs: Any) -> Any:
         state = get_state()
         if state is not None and state.deferring:
-            return Pending(hook, plugin, None, function, args, kwargs)
+            return _new(Pending, (plugin, None, function, args, kwargs))
         try:
             result = function(*args, **kwargs)
         except Exception as exc:
@@ -139,10 +147,10 @@ def _label(hook: str, plugin: str, function: Callable[..., Any]) -> Callable[...
             if error is exc:
                 raise
             raise error from exc
-        if state is None or result is None or not isawaitable(result):
+        if result is None or state is None or not isawaitable(result):
             return result
         state.deferring = True
-        pending = Pending(hook, plugin, result)
+        pending = _new(Pending, (plugin, result, None, None, None))
         state.pending.append(pending)
         return pending
 
@@ -481,14 +489,15 @@ def plugin_name(plugin: Any) -> str:
     return getattr(plugin, "__name__", type(plugin).__name__)
 
 
-def _close(pending: Iterable[Pending]) -> None:
-    for item in pending:
-        item.close()
+def _close(results: Iterable[Any]) -> None:
+    for result in results:
+        if result.__class__ is Pending:
+            result.close()
 
 
 class HookRunner:
-    """Calls a runtime's lifecycle hooks through pluggy, then awaits what they returned to
-    await, in order.
+    """Calls a runtime's lifecycle hooks through pluggy, then runs or awaits, in order, what
+    they deferred or returned to await.
 
     Order: the middleware in the order given, then the plugins (pluggy's ``tryfirst`` and
     ``trylast`` markers and wrappers are honoured). ``pm`` may be given ready-made.
@@ -524,16 +533,23 @@ class HookRunner:
             _call_state.reset(token)
         if not state.deferring:
             return
-        pending = [r for r in results if r.__class__ is Pending]
-        for index, item in enumerate(pending):
+        for index, item in enumerate(results):
+            if item.__class__ is not Pending:
+                continue
+            _, awaitable, function, args, call_kwargs = item
             try:
-                await item.run()
+                if awaitable is None:
+                    awaitable = function(*args, **call_kwargs)
+                    if awaitable is None or (awaitable.__class__ is not CoroutineType
+                                             and not inspect.isawaitable(awaitable)):
+                        continue
+                await awaitable
             except ClpError:
-                _close(pending[index + 1:])
+                _close(results[index + 1:])
                 raise
             except Exception as exc:
-                _close(pending[index + 1:])
-                raise HookError(hook, item.plugin) from exc
+                _close(results[index + 1:])
+                raise HookError(hook, item[0]) from exc
 
     async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
         """Call every implementation; failures are collected (each a HookError naming its
@@ -549,15 +565,21 @@ class HookRunner:
             errors.append(_failed(hook, "<wrapper>", exc))
         finally:
             _call_state.reset(token)
-        for result in results:
-            cls = result.__class__
+        for item in results:
+            cls = item.__class__
             if cls is Pending:
+                _, awaitable, function, args, call_kwargs = item
                 try:
-                    await result.run()
+                    if awaitable is None:
+                        awaitable = function(*args, **call_kwargs)
+                        if awaitable is None or (awaitable.__class__ is not CoroutineType
+                                                 and not inspect.isawaitable(awaitable)):
+                            continue
+                    await awaitable
                 except Exception as exc:
-                    errors.append(_failed(hook, result.plugin, exc))
+                    errors.append(_failed(hook, item[0], exc))
             elif cls is Failure:
-                error = result.error
+                error = item.error
                 logger.error("clp hook %s of %s failed", hook, getattr(error, "plugin", "?"),
                              exc_info=error.__cause__ or error)
                 errors.append(error)
