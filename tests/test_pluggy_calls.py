@@ -22,6 +22,14 @@ class Refused(ClpError):
     pass
 
 
+@pytest.fixture(autouse=True, params=["direct", "pluggy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the direct loop (taken when no wrapper, tracing or monitoring
+    is there) and with every call through pluggy's _multicall."""
+    monkeypatch.setattr(plugins.ClpPluginManager, "fast_path", request.param == "direct")
+    return str(request.param)
+
+
 def contract() -> clp.Contract:
     return clp.create_contract(
         intents={"increment": {"inputs": {"amount": "number?"}}},
@@ -300,6 +308,45 @@ async def test_a_strict_call_stops_at_the_first_failure() -> None:
             await rt.commit()
     assert raised.value.plugin == "middleware:1:refuser"
     assert calls == ["a"]
+
+
+class Closable:
+    """An awaitable that records whether it was closed (as a coroutine is, un-awaited)."""
+
+    def __init__(self) -> None:
+        self.closed = self.awaited = False
+
+    def __await__(self) -> Generator[None, None, None]:
+        self.awaited = True
+        yield from ()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_strict_call_stopped_by_a_wrapper_closes_what_was_not_awaited() -> None:
+    awaitable = Closable()
+
+    class ReturnsAwaitable:
+        @hookimpl
+        def before_commit(self, intent: clp.Intent) -> Any:
+            return awaitable
+
+    rt = clp.create_runtime(contract(), middleware=[Wrapper([], refuse=Refused("no")), ReturnsAwaitable()])
+    with pytest.raises(Refused):
+        await rt.execute("increment")
+    assert awaitable.closed and not awaitable.awaited
+
+
+def test_the_direct_loop_is_left_when_tracing_monitoring_or_a_wrapper_is_there(path: str) -> None:
+    runner = plugins.HookRunner([], [Plain("a", [])])
+    assert (runner.pm.plan("before_commit") is not None) is (path == "direct")
+    undo = runner.pm.add_hookcall_monitoring(lambda *a: None, lambda *a: None)
+    assert runner.pm.plan("before_commit") is None
+    undo()
+    assert (runner.pm.plan("before_commit") is not None) is (path == "direct")
+    runner.pm.register(Wrapper([]))
+    assert runner.pm.plan("before_commit") is None
 
 
 def test_runtimes_with_equal_config_share_one_manager(monkeypatch: pytest.MonkeyPatch) -> None:
