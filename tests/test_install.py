@@ -45,4 +45,4 @@ def test_plugin_installs_alone_with_clp_core(plugin: str, tmp_path: Path) -> Non
     assert check.returncode == 0, check.stderr
     found = json.loads(check.stdout)
     assert found["error"] is None and found["distribution"] == plugin
-    assert found["names"] == sorted(["clp-storage", plugin])  # nothing else came along
+    assert found["names"] == [plugin]  # nothing else came along (built-in plugins are not entry points)
