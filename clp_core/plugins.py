@@ -480,6 +480,7 @@ class _Shared:
     hooks: HookRunner
 
 
+_MAX_CONFIGS = 256
 _runtime_cache: dict[str, _Shared] = {}
 _registration_cache: dict[str, ClpPluginManager] = {}
 
@@ -498,6 +499,8 @@ def _shared_for(config: Mapping[str, Any] | None) -> _Shared:
     plugins = tuple(active_plugins(config))
     built = _Shared(plugins, HookRunner(pm=new_manager(plugins)))
     if token is not None:
+        if len(_runtime_cache) >= _MAX_CONFIGS:  # many distinct configs: forget the oldest
+            del _runtime_cache[next(iter(_runtime_cache))]
         _runtime_cache[token] = built
     return built
 
