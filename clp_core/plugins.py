@@ -576,7 +576,10 @@ class HookRunner:
 
         A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
         """
-        plan = self.pm.plan(hook)
+        pm = self.pm
+        if hook not in pm._implemented:  # nothing to call: costs a set lookup
+            return
+        plan = pm.plan(hook)
         if plan is not None:
             args = _SPEC_GETTERS[hook](kwargs)
             for plugin, function, argnames in plan:
@@ -589,7 +592,7 @@ class HookRunner:
                 except Exception as exc:
                     raise HookError(hook, plugin) from exc
             return
-        caller = getattr(self.pm.hook, hook)
+        caller = getattr(pm.hook, hook)
         state = _CallState(caller, False)
         token = _call_state.set(state)
         try:
@@ -626,7 +629,10 @@ class HookRunner:
         """Call every implementation; failures are collected (each a HookError naming its
         plugin, or the ClpError raised, with ``__cause__`` set) and logged, not raised."""
         errors: list[BaseException] = []
-        plan = self.pm.plan(hook)
+        pm = self.pm
+        if hook not in pm._implemented:
+            return errors
+        plan = pm.plan(hook)
         if plan is not None:
             args = _SPEC_GETTERS[hook](kwargs)
             for plugin, function, argnames in plan:
@@ -637,7 +643,7 @@ class HookRunner:
                 except Exception as exc:
                     errors.append(_failed(hook, plugin, exc))
             return errors
-        caller = getattr(self.pm.hook, hook)
+        caller = getattr(pm.hook, hook)
         state = _CallState(caller, True)
         token = _call_state.set(state)
         try:
