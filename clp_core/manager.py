@@ -107,6 +107,7 @@ class Failure:
     """An implementation's failure in a quiet call: a HookError naming the plugin (with
     ``__cause__`` set), or the ClpError it raised."""
 
+    plugin: str
     error: BaseException
 
 
@@ -145,7 +146,7 @@ def _label(caller: Any, plugin: str, function: Callable[..., Any]) -> Callable[.
             if state is not None and state.quiet:
                 if error is not exc:
                     error.__cause__ = exc
-                return Failure(error)
+                return Failure(plugin, error)
             if error is exc:
                 raise
             raise error from exc
@@ -444,8 +445,7 @@ class HookRunner:
                     errors.append(_failed(hook, item[0], exc))
             elif cls is Failure:
                 error = item.error
-                logger.error("clp hook %s of %s failed", hook, getattr(error, "plugin", "?"),
-                             exc_info=error.__cause__ or error)
+                logger.error("clp hook %s of %s failed", hook, item.plugin, exc_info=error.__cause__ or error)
                 errors.append(error)
         return errors
 
