@@ -22,6 +22,10 @@ as a table with target verdicts and written to ``bench/results/core.json``.
 3. ``log_memory``: bytes retained per audit-log entry (tracemalloc, unbounded log), and the
    memory retained after 10,000 commits with ``log_limit=1000``: it must stay at about 1000
    entries' worth (target: at most 1.25x that).
+4. ``startup``: ``create_runtime(storage="memory://")`` + its first dispatch+commit, with no
+   lifecycle plugins, over one dispatch+commit on an existing runtime of the same kind
+   (target: at most 3x). The plugin manager is built once per configuration and shared, so
+   creating a runtime registers nothing with pluggy.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ perf_counter = time.perf_counter
 TARGET_THROUGHPUT_RATIO = 2.0  # CLP dispatch+commit pairs/s >= 2x pytransitions triggers/s
 TARGET_COMMIT_RATIO = 2.0  # commit on 100k-key state <= 2x commit on 10-key state
 TARGET_LOG_BOUND = 1.25  # retained after 10k commits <= 1.25x (log_limit entries' worth)
+TARGET_STARTUP_RATIO = 3.0  # new runtime + first commit <= 3x one commit on an existing runtime
 BIG_KEYS = 100_000
 SMALL_KEYS = 10
 LOG_LIMIT = 1000
@@ -83,11 +88,13 @@ FULL = {
     "pairs": 20_000, "pairs_warmup": 3_000, "pairs_reps": 5,
     "commits": 5_000, "commits_warmup": 1_000, "commit_reps": 5,
     "mem_commits": 10_000, "bounded_commits": 10_000,
+    "startups": 2_000, "startup_reps": 5,
 }
 QUICK = {
     "pairs": 3_000, "pairs_warmup": 500, "pairs_reps": 3,
     "commits": 1_000, "commits_warmup": 200, "commit_reps": 3,
     "mem_commits": 2_000, "bounded_commits": 10_000,
+    "startups": 300, "startup_reps": 3,
 }
 
 
@@ -319,6 +326,48 @@ async def bench_log_memory(cfg: dict[str, int]) -> dict[str, Any]:
     }
 
 
+# -- 4. runtime creation + first commit -------------------------------------------------------
+async def startups(contract: clp.Contract, n: int) -> float:
+    """Seconds for ``n`` times: a new memory:// runtime, then its first dispatch+commit."""
+    create, payload = clp.create_runtime, {"amount": 1}
+    t0 = perf_counter()
+    for _ in range(n):
+        runtime = create(contract, storage="memory://", config=CORE_ONLY)
+        await runtime.dispatch("increment", payload)
+        await runtime.commit()
+    return perf_counter() - t0
+
+
+async def bench_startup(cfg: dict[str, int]) -> dict[str, Any]:
+    n, reps = cfg["startups"], cfg["startup_reps"]
+    contract = counter_contract()
+    existing = clp.create_runtime(contract, storage="memory://", config=CORE_ONLY)
+    await startups(contract, n // 10)
+    await time_dispatch_commits(existing, n // 10)
+    start_t, commit_t = [], []
+    for _ in range(reps):  # interleaved, as above
+        settle()
+        start_t.append(await startups(contract, n))
+        settle()
+        commit_t.append(await time_dispatch_commits(existing, n))
+    ratio = min(start_t) / min(commit_t)
+    return {
+        "iterations": n, "repetitions": reps,
+        "startup_us": min(start_t) / n * 1e6,
+        "commit_us": min(commit_t) / n * 1e6,
+        "ratio": ratio,
+        "target": f"ratio <= {TARGET_STARTUP_RATIO}",
+        "pass": ratio <= TARGET_STARTUP_RATIO,
+        "all_runs_s": {"startup": start_t, "commit": commit_t},
+    }
+
+
+async def profile_startups(n: int, top: int = 25) -> str:
+    contract = counter_contract()
+    await startups(contract, 100)
+    return await profile_text(lambda: startups(contract, n), top)
+
+
 # -- profile ----------------------------------------------------------------------------------
 async def profile_pairs(n: int, top: int = 25) -> str:
     runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0}, config=CORE_ONLY)
@@ -328,7 +377,7 @@ async def profile_pairs(n: int, top: int = 25) -> str:
 
 # -- main -------------------------------------------------------------------------------------
 def print_report(res: dict[str, Any]) -> None:
-    tp, cs, lm = res["throughput"], res["commit_scaling"], res["log_memory"]
+    tp, cs, lm, su = res["throughput"], res["commit_scaling"], res["log_memory"], res["startup"]
     rows: list[Row] = []
     rows.append(("CLP dispatch+commit", fmt_rate(tp["clp_dispatch_commit_per_s"]),
                  f"{tp['clp_dispatch_commit_us']:.2f} us/pair", ""))
@@ -354,6 +403,10 @@ def print_report(res: dict[str, Any]) -> None:
         rows.append((f"retained, log_limit={LOG_LIMIT}, {int(k):,} commits", fmt_bytes(v), "", ""))
     rows.append((f"  vs {LOG_LIMIT} entries' worth ({fmt_bytes(lm['budget_bytes'])})", f"{lm['ratio']:.2f}x",
                  f"target <= {TARGET_LOG_BOUND:g}x, kept {lm['bounded_entries_kept']}", verdict(lm["pass"])))
+    rows.append(("new memory:// runtime + first commit", f"{su['startup_us']:.2f} us", "no lifecycle plugins", ""))
+    rows.append(("dispatch+commit, existing memory:// runtime", f"{su['commit_us']:.2f} us", "", ""))
+    rows.append(("  ratio new / existing", f"{su['ratio']:.2f}x", f"target <= {TARGET_STARTUP_RATIO:g}x",
+                 verdict(su["pass"])))
 
     env = res["environment"]
     print(f"clp_core {env['clp_core']} | transitions {env['transitions']} | Python {env['python']} "
@@ -370,15 +423,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["throughput"] = await bench_throughput(cfg)
     res["commit_scaling"] = await bench_commit_scaling(cfg)
     res["log_memory"] = await bench_log_memory(cfg)
+    res["startup"] = await bench_startup(cfg)
     res["verdicts"] = {
         "throughput_vs_pytransitions": res["throughput"]["pass"],
         "commit_top_level_100k": res["commit_scaling"]["top_level"]["pass"],
         "commit_nested_100k": res["commit_scaling"]["nested"]["pass"],
         "log_bounded": res["log_memory"]["pass"],
+        "startup_vs_commit": res["startup"]["pass"],
     }
     res["elapsed_s"] = perf_counter() - t0
     if args.profile:
         res["profile"] = await profile_pairs(cfg["pairs"])
+        res["profile_startup"] = await profile_startups(cfg["startups"])
     return res
 
 
@@ -386,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
     parser.add_argument(
-        "--profile", action="store_true", help="also print a cProfile of dispatch+commit (top 25 by own time)"
+        "--profile", action="store_true",
+        help="also print cProfiles of dispatch+commit and of startup (top 25 by own time)",
     )
     add_result_options(parser, "core.json")
     args = parser.parse_args(argv)
@@ -397,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print()
         print(res["profile"])
-    write_results(args.output, {k: v for k, v in res.items() if k != "profile"})
+        print()
+        print("runtime creation + first commit:")
+        print(res["profile_startup"])
+    write_results(args.output, {k: v for k, v in res.items() if not k.startswith("profile")})
     print(f"results written to {shown_path(args.output)}")
     return exit_status(res["verdicts"], args.fail_on_miss)
 

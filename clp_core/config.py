@@ -9,6 +9,7 @@ Shape (the same in every source)::
 
     enable = ["clp-otel"]            # also turns on plugins that are off by default
     disable = ["clp-audit"]          # "*" disables every entry-point plugin not enabled
+                                     # (built-in plugins, clp-storage and clp-types, stay)
     [plugins.clp-webhooks]           # options handed to that plugin's configure()
     url = "http://127.0.0.1:9000/hook"
 """

@@ -8,9 +8,15 @@ runtime's lock, and their failures go to ``on_error`` (the phase has already hap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:  # the runtime imports this module: no import at run time
+    from .contract import Guard
+    from .events import Event
+    from .log import Intent, LogEntry, Proposal
+    from .runtime import Context
 
 hookspec = pluggy.HookspecMarker("clp")
 hookimpl = pluggy.HookimplMarker("clp")
@@ -31,37 +37,37 @@ LIFECYCLE_HOOKS = (
 
 
 @hookspec
-def before_dispatch(intent: Any) -> None:
+def before_dispatch(intent: Intent) -> None:
     """An intent is about to become current. Raise to refuse it."""
 
 
 @hookspec
-def after_dispatch(intent: Any, entry: Any) -> None:
+def after_dispatch(intent: Intent, entry: LogEntry) -> None:
     """An intent became current; ``entry`` is its log entry."""
 
 
 @hookspec
-def before_propose(intent: Any) -> None:
+def before_propose(intent: Intent) -> None:
     """The AI provider is about to be asked for a proposal. Raise to skip asking."""
 
 
 @hookspec
-def after_propose(intent: Any, proposal: Any) -> None:
+def after_propose(intent: Intent, proposal: Proposal) -> None:
     """A proposal was staged (``proposal.source`` says from where)."""
 
 
 @hookspec
-def before_commit(intent: Any) -> None:
+def before_commit(intent: Intent) -> None:
     """A commit of ``intent`` is about to run guards and effects. Raise to refuse it."""
 
 
 @hookspec
-def after_commit(intent: Any, entry: Any) -> None:
+def after_commit(intent: Intent, entry: LogEntry) -> None:
     """A commit succeeded (and was persisted, when persisting); ``entry`` records it."""
 
 
 @hookspec
-def on_guard_deny(guard: Any, context: Any) -> None:
+def on_guard_deny(guard: Guard, context: Context) -> None:
     """``guard`` (a :class:`clp_core.Guard`) denied a commit seen through ``context``."""
 
 
@@ -77,13 +83,13 @@ def on_close() -> None:
 
 
 @hookspec
-def on_log_entry(entry: Any) -> None:
+def on_log_entry(entry: LogEntry) -> None:
     """An entry was added to the audit log (every phase, refusals and failures included);
     called after the runtime's lock is released, in log order."""
 
 
 @hookspec
-def on_saga_event(event: Any) -> None:
+def on_saga_event(event: Event) -> None:
     """A saga made progress: ``event.kind`` is ``saga_started``, ``step_started``,
     ``step_completed``, ``step_failed``, ``step_compensated``, ``compensation_failed`` or
     ``saga_completed``/``saga_compensated``/``saga_failed``; ``event.data`` has the step."""

@@ -1,56 +1,38 @@
-"""Plugin discovery (entry-point group ``clp``) and the hook runner each runtime uses.
+"""Plugin discovery (entry-point group ``clp``), configuration, and the managers built from
+them, once per configuration (the manager and hook runner themselves are in :mod:`.manager`).
 
-Built-in plugins register through the same entry points as third-party ones. A plugin that
-fails to import is recorded with its name and cause and does not take the others down.
+Built-in plugins (:data:`BUILTIN_PLUGINS`) are registered on every manager directly, like
+datasette's default plugins; third-party ones are found through entry points and need
+``@clp_core.hookimpl`` markers. A plugin that fails to import is recorded with its name and
+cause and does not take the others down. The managers are built once per configuration and
+shared by the runtimes that use it.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-import operator
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 import attrs
-import pluggy
 
-from . import hookspecs
 from .config import PluginConfig, load_config
-from .errors import ClpError, HookError
+from .manager import (
+    BUILTIN_PLUGINS,
+    ClpPluginManager,
+    Failure,
+    HookRunner,
+    Pending,
+    builtin_plugins,
+    has_markers,
+    new_manager,
+    plugin_name,
+)
 
 logger = logging.getLogger("clp")
 ENTRY_POINT_GROUP = "clp"
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class ClpPluginManager(pluggy.PluginManager):
-    """A pluggy manager that also takes plain objects: any method named like a hook
-    (``before_commit``, or the roadmap's ``beforeCommit``) is an implementation."""
-
-    def __init__(self) -> None:
-        super().__init__("clp")
-        self.add_hookspecs(hookspecs)
-
-    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
-        opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is not None:
-            return opts
-        specname = name if name in _HOOK_NAMES else _snake(name)
-        if specname in _HOOK_NAMES and callable(getattr(plugin, name, None)):
-            return {"specname": specname} if specname != name else {}
-        return None
-
-
-_HOOK_NAMES = frozenset(
-    n for n in dir(hookspecs) if callable(getattr(hookspecs, n)) and hasattr(getattr(hookspecs, n), "clp_spec")
-)
 
 
 @attrs.define
@@ -68,7 +50,8 @@ _discovered: list[PluginRecord] | None = None
 
 
 def discover(refresh: bool = False) -> list[PluginRecord]:
-    """Load every ``clp`` entry point once per process (``refresh`` reloads)."""
+    """Load every ``clp`` entry point once per process (``refresh`` reloads, and forgets the
+    managers built from the previous discovery)."""
     global _discovered
     if _discovered is not None and not refresh:
         return _discovered
@@ -83,6 +66,7 @@ def discover(refresh: bool = False) -> list[PluginRecord]:
             logger.warning("clp plugin %s failed to load: %s", ep.name, record.error)
         records.append(record)
     _discovered = records
+    clear_caches()
     return records
 
 
@@ -100,13 +84,20 @@ class Inactive:
 _shared: dict[tuple[Any, str], Any] = {}
 
 
+def _canonical(options: Mapping[str, Any]) -> str | None:
+    """A JSON text equal for equal options, or None when they are not JSON-like."""
+    try:
+        return json.dumps(options, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
 def shared(factory: Callable[[Mapping[str, Any]], Any], options: Mapping[str, Any]) -> Any:
     """``factory(options)``, built once per process for equal options, so that runtimes
     configured alike share one instance (one rate budget, one circuit). Options that cannot
     be compared (not JSON-like) give a new instance each time."""
-    try:
-        token = json.dumps(dict(options), sort_keys=True)
-    except (TypeError, ValueError):
+    token = _canonical(dict(options))
+    if token is None:
         return factory(options)
     key = (factory, token)
     if key not in _shared:
@@ -116,7 +107,7 @@ def shared(factory: Callable[[Mapping[str, Any]], Any], options: Mapping[str, An
 
 @attrs.define
 class PluginStatus:
-    """A discovered plugin as one configuration sees it (what ``clp plugins`` lists)."""
+    """A plugin as one configuration sees it (what ``clp plugins`` lists)."""
 
     name: str
     distribution: str | None
@@ -126,6 +117,7 @@ class PluginStatus:
     hooks: list[str]
     instance: Any = None
     error: str | None = None
+    builtin: bool = False
 
 
 def _implemented_hooks(plugin: Any) -> list[str]:
@@ -134,15 +126,21 @@ def _implemented_hooks(plugin: Any) -> list[str]:
         pm.register(plugin)
     except Exception:
         return []
-    return sorted({impl_name for impl_name, caller in vars(pm.hook).items()
-                   if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls()})
+    return sorted(pm.implemented)
+
+
+def builtin_statuses(*, with_hooks: bool = True) -> list[PluginStatus]:
+    """The built-in plugins, always enabled."""
+    return [PluginStatus(name, "clp-core", None, True, "built-in", _implemented_hooks(module) if with_hooks else [],
+                         instance=module, builtin=True)
+            for name, module in builtin_plugins()]
 
 
 def plugin_statuses(config: PluginConfig | None = None, *, with_hooks: bool = True) -> list[PluginStatus]:
-    """Every discovered plugin, enabled or not and why; enabled ones configured.
+    """Every discovered entry-point plugin, enabled or not and why; enabled ones configured.
 
     A plugin that fails to load or to configure is reported here, disabled, and the others
-    are unaffected.
+    are unaffected. (The built-in plugins are in :func:`builtin_statuses`.)
     """
     config = config if config is not None else process_config()
     statuses = []
@@ -177,123 +175,95 @@ _process_config: PluginConfig | None = None
 
 
 def process_config(refresh: bool = False) -> PluginConfig:
-    """The configuration from files and environment (cached; ``refresh`` re-reads)."""
+    """The configuration from files and environment (cached; ``refresh`` re-reads, and forgets
+    the managers built for the previous configuration)."""
     global _process_config
     if _process_config is None or refresh:
         _process_config = load_config()
+        clear_caches()
     return _process_config
 
 
-def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
-    """The configured instances of the enabled entry-point plugins."""
+def _effective_config(overrides: Mapping[str, Any] | None) -> PluginConfig:
     config = process_config()
-    if overrides:
-        config = config.merged(overrides, "create_runtime(config=...)")
-    return [s.instance for s in plugin_statuses(config, with_hooks=False) if s.enabled]
+    return config.merged(overrides, "create_runtime(config=...)") if overrides else config
+
+
+def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
+    """The configured instances of the enabled entry-point plugins (configured anew)."""
+    return [s.instance for s in plugin_statuses(_effective_config(overrides), with_hooks=False) if s.enabled]
+
+
+@attrs.frozen
+class _Shared:
+    """The enabled entry-point plugins of one configuration and a manager holding them."""
+
+    plugins: tuple[Any, ...]
+    hooks: HookRunner
+
+
+_MAX_CONFIGS = 256
+_runtime_cache: dict[str, _Shared] = {}
+_registration_cache: dict[str, ClpPluginManager] = {}
+
+
+def clear_caches() -> None:
+    """Forget the managers built so far (after discovery or the configuration changed)."""
+    _runtime_cache.clear()
+    _registration_cache.clear()
+
+
+def _shared_for(config: Mapping[str, Any] | None) -> _Shared:
+    token = _canonical(dict(config or {}))
+    cached = _runtime_cache.get(token) if token is not None else None
+    if cached is not None:
+        return cached
+    plugins = tuple(active_plugins(config))
+    built = _Shared(plugins, HookRunner(pm=new_manager(plugins)))
+    if token is not None:
+        if len(_runtime_cache) >= _MAX_CONFIGS:  # many distinct configs: forget the oldest
+            del _runtime_cache[next(iter(_runtime_cache))]
+        _runtime_cache[token] = built
+    return built
+
+
+def runtime_hooks(config: Mapping[str, Any] | None, middleware: Sequence[Any]) -> HookRunner:
+    """The hook runner of a runtime: the one shared by the runtimes with this ``config=``
+    (process configuration plus these overrides) when there is no middleware; with middleware,
+    a manager of its own holding the shared plugins and the middleware, which run first, in
+    the order given."""
+    built = _shared_for(config)
+    if not middleware:
+        return built.hooks
+    return HookRunner(built.plugins, middleware)
 
 
 def registration_manager(plugins: Iterable[Any] | None = None) -> ClpPluginManager:
-    """A manager holding the enabled entry-point plugins as loaded (or ``plugins``), for the
-    registration hooks (storage schemes, validators, commands): these are module-level, so
-    no plugin is configured for them."""
-    pm = ClpPluginManager()
-    if plugins is None:
-        config = process_config()
-        plugins = [r.plugin for r in discover() if r.plugin is not None
+    """A manager holding the built-in plugins and the enabled entry-point plugins as loaded
+    (or ``plugins``), for the registration hooks (storage schemes, validators, commands):
+    these are module-level, so no plugin is configured for them. Without ``plugins`` it is
+    built once per configuration."""
+    if plugins is not None:
+        return new_manager(plugins)
+    config = process_config()
+    token = "process"
+    cached = _registration_cache.get(token)
+    if cached is None:
+        enabled = [r.plugin for r in discover() if r.plugin is not None
                    and config.state_of(r.name, getattr(r.plugin, "enabled_by_default", True))[0]]
-    for plugin in plugins:
-        if not pm.is_registered(plugin):
-            pm.register(plugin)
-    return pm
+        cached = _registration_cache[token] = new_manager(enabled)
+    return cached
 
 
 def registered(hook: str) -> dict[str, Any]:
     """The ``{name: factory}`` dicts every enabled plugin returns from registration ``hook``
     (``register_storage``, ``register_event_stores``, ``register_validators``), merged."""
-    merged: dict[str, Any] = {}
-    for contributed in getattr(registration_manager().hook, hook)():
-        merged.update(contributed or {})
-    return merged
+    return registration_manager().registered(hook)
 
 
-def plugin_name(plugin: Any) -> str:
-    name = getattr(plugin, "name", None)
-    if isinstance(name, str):
-        return name
-    return getattr(plugin, "__name__", type(plugin).__name__)
-
-
-def _positional(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """A fast ``kwargs -> (kwargs[n] for n in names)``, whatever order the caller used."""
-    if len(names) > 1:
-        return operator.itemgetter(*names)  # type: ignore[return-value]
-    if names:
-        name = names[0]
-        return lambda kwargs: (kwargs[name],)
-    return lambda kwargs: ()
-
-
-class HookRunner:
-    """Calls a runtime's hooks in a fixed order, awaiting async implementations.
-
-    Order: the runtime's middleware in the order given, then entry-point plugins (pluggy's
-    ``tryfirst``/``trylast`` markers are honoured).
-    """
-
-    def __init__(self, plugins: Sequence[Any], middleware: Sequence[Any]) -> None:
-        self.pm = ClpPluginManager()
-        for plugin in plugins:
-            self.pm.register(plugin)
-        for index, obj in reversed(list(enumerate(middleware))):
-            self.pm.register(obj, name=f"middleware:{index}:{plugin_name(obj)}")
-        # per hook: (plugin name, function, the argument names it takes, or None when it
-        # takes them all in the specification's order: then the call passes them positionally)
-        self._impls: dict[str, list[tuple[str, Any, tuple[str, ...] | None]]] = {}
-        self._spec_args: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {}
-        for hook in hookspecs.LIFECYCLE_HOOKS:
-            caller = getattr(self.pm.hook, hook)
-            spec = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
-            self._spec_args[hook] = _positional(spec)
-            self._impls[hook] = [
-                (impl.plugin_name, impl.function, None if tuple(impl.argnames) == spec else tuple(impl.argnames))
-                for impl in reversed(caller.get_hookimpls())
-            ]
-
-    def has(self, hook: str) -> bool:
-        return bool(self._impls[hook])
-
-    async def call(self, hook: str, **kwargs: Any) -> None:
-        """Call every implementation in order; the first failure stops and is raised.
-
-        A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
-        """
-        args = self._spec_args[hook](kwargs)
-        for plugin, function, argnames in self._impls[hook]:
-            try:
-                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except ClpError:
-                raise
-            except Exception as exc:
-                raise HookError(hook, plugin) from exc
-
-    async def call_quietly(self, hook: str, **kwargs: Any) -> list[BaseException]:
-        """Call every implementation; failures are collected, not raised."""
-        errors: list[BaseException] = []
-        args = self._spec_args[hook](kwargs)
-        for plugin, function, argnames in self._impls[hook]:
-            try:
-                result = function(*args) if argnames is None else function(*[kwargs[a] for a in argnames])
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                logger.exception("clp hook %s of %s failed", hook, plugin)
-                errors.append(HookError(hook, plugin) if not isinstance(exc, ClpError) else exc)
-                errors[-1].__cause__ = exc if errors[-1] is not exc else exc.__cause__
-        return errors
-
-
-def runtime_hooks(config: Mapping[str, Any] | None, middleware: Sequence[Any]) -> HookRunner:
-    """The hooks of a runtime created with ``config=`` overrides and ``middleware``."""
-    return HookRunner(active_plugins(config), list(middleware))
+__all__ = [
+    "BUILTIN_PLUGINS", "ClpPluginManager", "Failure", "HookRunner", "Inactive", "Pending", "PluginRecord",
+    "PluginStatus", "active_plugins", "builtin_plugins", "builtin_statuses", "clear_caches", "discover",
+    "has_markers", "new_manager", "plugin_name", "plugin_statuses", "process_config", "registered",
+    "registration_manager", "runtime_hooks", "shared",
+]

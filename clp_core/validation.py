@@ -1,8 +1,10 @@
 """Run-time validation: the validator protocol plugins implement, and JSON Schema from type strings.
 
 Without ``validation=``, the runtime checks values against the contract's type strings (no
-coercion). With ``validation={...}``, a validator contributed by a plugin through the
-``register_validators`` hook does every check instead, strict (raise) or lenient (record on
+coercion); ``validation={"validator": "types"}`` names the same checks as a validator (this
+module is the built-in ``clp-types`` plugin, registered on every plugin manager). With
+``validation={...}``, a validator contributed by a plugin through the ``register_validators``
+hook does every check instead, strict (raise) or lenient (record on
 the log entry and in ``on_error``, then go on as CLP 0.1 would).
 """
 
@@ -13,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .contract import CompiledIntent, Contract
 from .errors import ConfigError
+from .hookspecs import hookimpl
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -62,6 +65,31 @@ def intent_json_schema(intent: CompiledIntent) -> dict[str, Any]:
         "required": list(intent.required),
         "additionalProperties": False,
     }
+
+
+class TypeStringValidator:
+    """The contract's own type strings as a validator: no coercion, no state model."""
+
+    checks_state = False
+
+    def __init__(self, contract: Contract, options: Mapping[str, Any] | None = None) -> None:
+        self.contract = contract
+
+    def validate_payload(self, intent: str, values: Mapping[str, Any], *, complete: bool) -> dict[str, Any]:
+        compiled = self.contract.intents[intent]
+        self.contract.check_values(compiled, values, where=f"payload of {intent}")
+        return dict(values)
+
+    def validate_state(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    def intent_schema(self, intent: str) -> dict[str, Any]:
+        return intent_json_schema(self.contract.intents[intent])
+
+
+@hookimpl
+def register_validators() -> dict[str, Any]:
+    return {"types": TypeStringValidator}
 
 
 def build_validator(contract: Contract, options: Mapping[str, Any]) -> Validator:

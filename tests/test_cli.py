@@ -101,7 +101,7 @@ def test_plugins_can_register_commands(monkeypatch):
     real = plugins.registration_manager
 
     def with_plugin(extra=None):
-        pm = real()
+        pm = real([r.plugin for r in plugins.discover() if r.plugin is not None])  # a new manager, not the cached one
         pm.register(Hello(), name="hello-plugin")
         return pm
 
@@ -116,18 +116,21 @@ def test_plugins_lists_discovered_plugins_as_json_and_table(monkeypatch):
 
     from clp_core import plugins
 
-    monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-storage")
+    monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-storage,clp-audit")
     plugins.process_config(refresh=True)
     try:
         result = CliRunner().invoke(build_app(), ["plugins", "--json"])
         assert result.exit_code == 0, result.output
         rows = {row["name"]: row for row in json.loads(result.output)}
-        storage = rows["clp-storage"]
-        assert (storage["distribution"], storage["enabled"], storage["reason"]) == (
-            "clp-core", False, "disabled by config")
+        storage = rows["clp-storage"]  # built in: config cannot switch it off
+        assert (storage["distribution"], storage["enabled"], storage["reason"]) == ("clp-core", True, "built-in")
         assert storage["hooks"] == ["register_event_stores", "register_storage"]
+        assert rows["clp-types"]["hooks"] == ["register_validators"]
+        audit = rows["clp-audit"]
+        assert (audit["enabled"], audit["reason"]) == (False, "disabled by config")
         table = CliRunner().invoke(build_app(), ["plugins"], env={"COLUMNS": "200"})
-        assert table.exit_code == 0 and "clp-storage" in table.output and "disabled by config" in table.output
+        assert table.exit_code == 0 and "clp-storage" in table.output and "built-in" in table.output
+        assert "disabled by config" in table.output
     finally:
         monkeypatch.delenv("CLP_DISABLE_PLUGINS")
         plugins.process_config(refresh=True)

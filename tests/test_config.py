@@ -26,16 +26,20 @@ def write_distribution(root: Path, name: str, module: str, source: str, entry: s
 
 
 COUNTING = """
+from clp_core import hookimpl
 calls = []
+@hookimpl
 def before_commit(intent):
     calls.append(intent.name)
 """
 
 CONFIGURABLE = """
+from clp_core import hookimpl
 class Tagger:
     def __init__(self, tag):
         self.tag = tag
         self.seen = []
+    @hookimpl
     def after_commit(self, intent, entry):
         self.seen.append(self.tag)
 
@@ -131,7 +135,6 @@ async def test_a_broken_plugin_is_reported_and_does_not_take_others_down(site: P
     write_distribution(site, "counting", "clptest_counting", COUNTING)
     write_distribution(site, "broken", "clptest_broken", "raise ImportError('needs libfoo')\n")
     misconfigured = "def configure(options):\n    raise ValueError('no url')\n"
-    misconfigured = "def configure(options):\n    raise ValueError('no url')\n"
     write_distribution(site, "misconfigured", "clptest_misconf", misconfigured)
     refresh()
     statuses = {s.name: s for s in plugins.plugin_statuses()}
@@ -143,8 +146,8 @@ async def test_a_broken_plugin_is_reported_and_does_not_take_others_down(site: P
 
 
 def test_off_by_default_plugins_need_enabling(site: Path) -> None:
-    source = "enabled_by_default = False\ndef on_error(error, phase):\n    pass\n"
-    source = "enabled_by_default = False\ndef on_error(error, phase):\n    pass\n"
+    source = ("from clp_core import hookimpl\nenabled_by_default = False\n"
+              "@hookimpl\ndef on_error(error, phase):\n    pass\n")
     write_distribution(site, "optin", "clptest_optin", source)
     refresh()
     assert {s.name: s.enabled for s in plugins.plugin_statuses()}["optin"] is False
@@ -160,10 +163,12 @@ def test_bad_config_is_a_config_error(bad: dict[str, Any], tmp_path: Path) -> No
 
 def test_inactive_plugins_and_shared_instances(site: Path) -> None:
     source = (
+        "from clp_core import hookimpl\n"
         "from clp_core.plugins import Inactive, shared\n"
         "class Budget:\n"
         "    def __init__(self, options):\n"
         "        self.options = dict(options)\n"
+        "    @hookimpl\n"
         "    def before_dispatch(self, intent):\n"
         "        pass\n"
         "def configure(options):\n"

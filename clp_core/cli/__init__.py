@@ -149,7 +149,7 @@ def build_app() -> Any:
 
     @app.command()
     def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-        """List discovered plugins: distribution, version, enabled or not and why, hooks."""
+        """List the built-in and discovered plugins: distribution, version, enabled or not and why, hooks."""
         rows = plugin_rows()
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
@@ -257,12 +257,12 @@ def _run_with_store(url: str, key: str, action: Any) -> Any:
 
 def plugin_rows() -> list[dict[str, Any]]:
     """What ``clp plugins`` shows, as plain data."""
-    from ..plugins import plugin_statuses
+    from ..plugins import builtin_statuses, plugin_statuses
 
     return [
         {"name": s.name, "distribution": s.distribution, "version": s.version, "enabled": s.enabled,
          "reason": s.reason, "error": s.error, "hooks": s.hooks}
-        for s in plugin_statuses()
+        for s in [*builtin_statuses(), *plugin_statuses()]
     ]
 
 

@@ -164,9 +164,13 @@ class PluginSuite(abc.ABC):
         return None
 
     def test_registers_against_the_hook_specifications(self) -> None:
+        plugin = self.make_plugin()
         pm = ClpPluginManager()
-        pm.register(self.make_plugin())  # pluggy validates hook names and arguments
+        pm.register(plugin)  # pluggy validates hook names and arguments
         pm.check_pending()
+        unmarked = sorted(name for name in hookspecs.LIFECYCLE_HOOKS
+                          if callable(getattr(plugin, name, None)) and not pm.implements(name))
+        assert not unmarked, f"{unmarked} are not hooks: mark them with @clp_core.hookimpl"
 
     async def test_hooks_called_in_order_with_documented_arguments(self) -> None:
         run = await run_reference_lifecycle(self.make_plugin())

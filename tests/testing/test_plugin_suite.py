@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import clp_core as clp
+from clp_core import hookimpl
 from clp_core.errors import ClpError
 from clp_core.testing.plugins import PluginSuite, run_reference_lifecycle
 
@@ -21,12 +22,15 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
+    @hookimpl
     def before_commit(self, intent: clp.Intent) -> None:
         self.seen.append("before_commit")
 
+    @hookimpl
     async def after_commit(self, intent: clp.Intent, entry: clp.LogEntry) -> None:
         self.seen.append("after_commit")
 
+    @hookimpl
     def on_error(self, error: BaseException, phase: str) -> None:
         self.seen.append(f"on_error:{phase}")
 
@@ -39,6 +43,7 @@ class QuotaPlugin:
     def __init__(self) -> None:
         self.count = 0
 
+    @hookimpl
     def before_dispatch(self, intent: clp.Intent) -> None:
         self.count += 1
         if self.count > 5:
@@ -73,6 +78,7 @@ async def test_the_plugin_sees_its_hooks_in_order() -> None:
 class BadArguments:
     name = "bad"
 
+    @hookimpl
     def before_commit(self, intent: Any, extra: Any) -> None:  # not in the specification
         pass
 
@@ -80,6 +86,7 @@ class BadArguments:
 class Crashing:
     name = "crashing"
 
+    @hookimpl
     def after_commit(self, intent: Any, entry: Any) -> None:
         raise RuntimeError("boom")
 
@@ -87,6 +94,15 @@ class Crashing:
 def test_the_kit_catches_a_wrong_signature() -> None:
     with pytest.raises(Exception, match="extra"):
         PluginSuite.test_registers_against_the_hook_specifications(_suite(BadArguments()))
+
+
+def test_the_kit_catches_an_unmarked_hook() -> None:
+    class Unmarked:
+        def after_commit(self, intent: Any, entry: Any) -> None:
+            pass
+
+    with pytest.raises(AssertionError, match=r"after_commit.*@clp_core\.hookimpl"):
+        PluginSuite.test_registers_against_the_hook_specifications(_suite(Unmarked()))
 
 
 async def test_the_kit_catches_a_crashing_hook() -> None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from clp_core import LogEntry
+from clp_core import LogEntry, hookimpl
 from clp_core.log import entry_to_dict
 
 from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
@@ -58,9 +58,11 @@ class AuditPlugin:
             self.sinks.append(StructlogSink(logger, numeric) if structlog else LoggingSink(logger, numeric))
 
     # -- hooks -----------------------------------------------------------------------------
+    @hookimpl
     def on_log_entry(self, entry: LogEntry) -> None:
         self.ship(entry)
 
+    @hookimpl
     def on_close(self) -> None:
         for sink in self.sinks:
             sink.close()

@@ -23,6 +23,7 @@ from purgatory.domain.model import OpenedState
 from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from purgatory.service._async.repository import AsyncRedisRepository
 
+from clp_core import hookimpl
 from clp_core.errors import (
     ClpError,
     ConfigError,
@@ -199,30 +200,36 @@ class BreakerPlugin:
         return cls(**dict(options))
 
     # -- hooks -----------------------------------------------------------------------------
+    @hookimpl
     async def before_propose(self, intent: Intent) -> None:
         """Refuse to ask the AI provider while the ``provider`` circuit is open."""
         await self._request("provider")
 
+    @hookimpl
     async def after_propose(self, intent: Intent, proposal: Proposal) -> None:
         """The provider answered: a success (guard suggestions are not provider calls)."""
         if proposal.source == "ai":
             await self._record("provider", None)
 
+    @hookimpl
     async def before_commit(self, intent: Intent) -> None:
         """Refuse to run effects and write storage while the ``commit`` circuit is open."""
         await self._request("commit")
 
+    @hookimpl
     async def after_commit(self, intent: Intent, entry: LogEntry) -> None:
         """A commit ran its effects and persisted: a success (a replay, answered from its
         idempotency record, exercised neither and is not counted)."""
         if not entry.replay:
             await self._record("commit", None)
 
+    @hookimpl
     async def on_error(self, error: BaseException, phase: str) -> None:
         circuit = _PHASE_CIRCUIT.get(phase)
         if circuit is not None and circuit in self.circuits and self.is_failure(error, phase):
             await self._record(circuit, error)
 
+    @hookimpl
     async def on_close(self) -> None:
         """Close the Redis connection (opened again if the plugin is used again)."""
         if self._redis and self._factory is not None:

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from clp_core import hookimpl
 from clp_core.errors import ConflictError
 from clp_core.log import now
 from clp_core.resolve import resolve_storage
@@ -109,6 +110,7 @@ class LiveInspector:
         self.published = False
 
     # -- hooks ---------------------------------------------------------------------------
+    @hookimpl
     async def on_log_entry(self, entry: Any) -> None:
         try:
             self._follow(entry)
@@ -117,6 +119,7 @@ class LiveInspector:
             return
         await self._publish()
 
+    @hookimpl
     async def on_error(self, error: BaseException, phase: str) -> None:
         message = str(error)
         last = self.recent[-1] if self.recent else None
@@ -129,6 +132,7 @@ class LiveInspector:
                        "intent_payload": None, "error": f"{type(error).__name__}: {message}", "message": message})
         await self._publish()
 
+    @hookimpl
     async def on_close(self) -> None:
         self.closed = now()
         if self.published:  # a runtime that did nothing is not worth a write

@@ -16,7 +16,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from clp_core import Context, Guard, Intent, LogEntry, Proposal
+from clp_core import Context, Guard, Intent, LogEntry, Proposal, hookimpl
 from clp_core.errors import HookError
 
 __all__ = ["PHASES", "SCOPE", "OtelPlugin"]
@@ -121,9 +121,12 @@ class OtelPlugin:
         self._open: list[_Open] = []
 
     # -- hooks -------------------------------------------------------------------------
+    @hookimpl
     @_never_raises
     def before_dispatch(self, intent: Intent) -> None:
         self._start("dispatch", intent)
+
+    @hookimpl
 
     @_never_raises
     def after_dispatch(self, intent: Intent, entry: LogEntry) -> None:
@@ -131,9 +134,13 @@ class OtelPlugin:
         if record is not None:
             self._finish(record, "ok")
 
+    @hookimpl
+
     @_never_raises
     def before_propose(self, intent: Intent) -> None:
         self._start("propose", intent)
+
+    @hookimpl
 
     @_never_raises
     def after_propose(self, intent: Intent, proposal: Proposal) -> None:
@@ -147,9 +154,13 @@ class OtelPlugin:
         else:  # a guard's suggestion: staged by a commit, no before_propose
             self._instant("propose", intent, "ok", attributes)
 
+    @hookimpl
+
     @_never_raises
     def before_commit(self, intent: Intent) -> None:
         self._start("commit", intent)
+
+    @hookimpl
 
     @_never_raises
     def after_commit(self, intent: Intent, entry: LogEntry) -> None:
@@ -174,6 +185,8 @@ class OtelPlugin:
             metric["clp.transition"] = transition
         self._commits.add(1, metric)
 
+    @hookimpl
+
     @_never_raises
     def on_guard_deny(self, guard: Guard, context: Context) -> None:
         intent = context.intent
@@ -189,6 +202,8 @@ class OtelPlugin:
         else:
             self._instant("commit", intent, "denied", attributes, status=status)
         self._denials.add(1, {"clp.intent": intent.name, "clp.guard": guard.name})
+
+    @hookimpl
 
     @_never_raises
     def on_error(self, error: BaseException, phase: str) -> None:
@@ -211,6 +226,8 @@ class OtelPlugin:
             span.set_status(Status(StatusCode.ERROR, str(error)))
             span.end()
         self._errors.add(1, metric)
+
+    @hookimpl
 
     @_never_raises
     def on_close(self) -> None:

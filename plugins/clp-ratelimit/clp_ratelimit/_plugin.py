@@ -14,6 +14,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio import storage as aio_storage
 from limits.aio import strategies
 
+from clp_core import hookimpl
 from clp_core.errors import ClpError, ConfigError
 from clp_core.log import Intent
 
@@ -187,6 +188,7 @@ class RateLimitPlugin:
         return cls(**dict(options))
 
     # -- the hook --------------------------------------------------------------------------
+    @hookimpl
     async def before_dispatch(self, intent: Intent) -> None:
         """Count the dispatch against its limits; raise :class:`RateLimitedError` if over."""
         if self.limiter is None:
@@ -213,6 +215,7 @@ class RateLimitPlugin:
                 raise
             logger.warning("clp-ratelimit: storage failed; letting %s through (fail_open)", intent.name, exc_info=True)
 
+    @hookimpl
     async def on_close(self) -> None:
         """Release Redis connections (they are opened again if the plugin is used again)."""
         if self._pool is not None and self._loop in (None, asyncio.get_running_loop()):

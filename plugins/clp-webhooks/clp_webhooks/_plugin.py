@@ -25,6 +25,7 @@ import attrs
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from clp_core import hookimpl
 from clp_core.contract import Guard
 from clp_core.errors import ConfigError
 from clp_core.log import Intent, LogEntry, Proposal, entry_to_dict, now
@@ -177,28 +178,34 @@ class WebhookPlugin:
         return cls(**dict(options))
 
     # -- hooks (each only enqueues) -----------------------------------------------------------
+    @hookimpl
     def after_dispatch(self, intent: Intent, entry: LogEntry) -> None:
         if "after_dispatch" in self.events and self._wanted(intent):
             self._enqueue("after_dispatch", {"intent": _intent(intent), "entry": entry_to_dict(entry)})
 
+    @hookimpl
     def after_propose(self, intent: Intent, proposal: Proposal) -> None:
         if "after_propose" in self.events and self._wanted(intent):
             self._enqueue("after_propose", {"intent": _intent(intent),
                                             "proposal": {"values": plain(proposal.values), "source": proposal.source}})
 
+    @hookimpl
     def after_commit(self, intent: Intent, entry: LogEntry) -> None:
         if "after_commit" in self.events and self._wanted(intent):
             self._enqueue("after_commit", {"intent": _intent(intent), "entry": entry_to_dict(entry)})
 
+    @hookimpl
     def on_guard_deny(self, guard: Guard, context: Context) -> None:
         if "on_guard_deny" in self.events and self._wanted(context.intent):
             self._enqueue("on_guard_deny", {"guard": guard.name, "intent": _intent(context.intent)})
 
+    @hookimpl
     def on_error(self, error: BaseException, phase: str) -> None:
         if "on_error" in self.events and self.intents is None:
             self._enqueue("on_error", {"phase": phase,
                                        "error": {"type": type(error).__name__, "message": str(error)}})
 
+    @hookimpl
     async def on_close(self) -> None:
         """Wait (at most ``flush_timeout``) for queued events, then stop and close the client."""
         queue, tasks, client = self._queue, self._tasks, self._client
