@@ -88,9 +88,7 @@ class Runtime:
         if not isinstance(intent_window, int) or intent_window < 0:
             raise ConfigError("intent_window must be a non-negative integer")
         self.contract = contract
-        self.ai_provider = ai_provider
-        self._providers = providers  # by intent name, when ai_provider is a mapping
-        self._provider: AIProvider | None = None if isinstance(ai_provider, Mapping) else ai_provider
+        self.ai_provider = ai_provider  # one provider, or a mapping of intent name to provider
         self.storage_key = storage_key
         self.config = dict(config or {})
         self.max_conflict_retries = max_conflict_retries
@@ -123,7 +121,7 @@ class Runtime:
         self._intent: Intent | None = None
         self._staged: Proposal | None = None
         self._lock = asyncio.Lock()
-        for provider in [self._provider, *providers.values()]:
+        for provider in providers.values() if isinstance(ai_provider, Mapping) else [ai_provider]:
             bind = getattr(provider, "bind", None)
             if callable(bind):  # a provider that wants the intents' JSON Schemas (clp-llm)
                 bind(self)
@@ -277,7 +275,7 @@ class Runtime:
         """
         async with self._phase("propose") as phase:
             intent = self._intent
-            provider = self._providers.get(name) if self._provider is None else self._provider
+            provider = self.ai_provider.get(name) if isinstance(self.ai_provider, Mapping) else self.ai_provider
             if intent is None or intent.name != name or provider is None:
                 return None
             await self.hooks.call("before_propose", intent=intent)

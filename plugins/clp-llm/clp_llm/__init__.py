@@ -28,6 +28,8 @@ from clp_core.errors import ConfigError, ProposalError
 from clp_core.log import Proposed
 from clp_core.validation import intent_json_schema
 
+__version__ = "0.3.0"
+
 from ._schema import problems
 
 __all__ = ["DEFAULT_SYSTEM", "LLMProvider", "proposal_schema"]
