@@ -34,6 +34,8 @@ class EventPersistence:
         self.name = store.name
         self.records = records
         self.seq = 0  # the last sequence number of the stream as this runtime knows it
+        self.lineage: tuple[tuple[str, int], ...] = ()  # a fork's ancestry, carried in every snapshot
+        self._based = False  # the stream has a snapshot (a fork's base, or a later one)
         self._initial = initial_state
         self._report = report
 
@@ -46,10 +48,12 @@ class EventPersistence:
             if event.kind == "commit":
                 self.records.add(entry_from_event(event))
         self.seq = replayed.seq
+        self.lineage = replayed.lineage
+        self._based = self._based or replayed.seq > 0 or bool(replayed.lineage)
         return replayed.state
 
     async def save(self, state: State, entry: LogEntry) -> None:
-        if self.seq == 0 and self._initial:
+        if self.seq == 0 and self._initial and not self._based:
             # the stream's base, so that replays outside this runtime (clp state, the
             # inspector) start from the same initial state
             await self._snapshot(Snapshot(0, plain(self._initial), {}))
@@ -58,7 +62,8 @@ class EventPersistence:
         self.seq += 1
         self.records.add(entry)
         if self.seq % self.snapshot_every == 0:
-            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents()))
+            await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents(),
+                                          self.lineage))
 
     async def _snapshot(self, snapshot: Snapshot) -> None:
         """A failed snapshot only costs replay time: it is reported, not raised."""
@@ -72,7 +77,10 @@ class EventPersistence:
         last = await self.store.last_seq(self.key)
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= last:
             raise HistoryError(f"no event {seq!r} in {self.key!r} (it has events 1 to {last})")
-        return (await replay(self.store, self.key, until=seq, base=self._initial)).state
+        replayed = await replay(self.store, self.key, until=seq, base=self._initial)
+        if replayed.seq != seq or (seq < last and not await self.store.get_events(self.key, seq, seq + 1)):
+            raise HistoryError(f"the state of {self.key!r} at {seq} was pruned (replay starts at a later snapshot)")
+        return replayed.state
 
     async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
         while True:
