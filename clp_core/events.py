@@ -233,8 +233,11 @@ async def replay(
     events = await store.get_events(aggregate_id, after=seq, until=until)
     if events and events[0].seq != seq + 1:
         raise HistoryError(f"events {seq + 1} to {events[0].seq - 1} of {aggregate_id!r} were pruned")
+    reached = events[-1].seq if events else seq
+    if until is not None and reached < until and await store.last_seq(aggregate_id) > reached:
+        raise HistoryError(f"the state of {aggregate_id!r} at {until} was pruned (replay starts at a later snapshot)")
     apply_events(state, events)
-    return Replayed(state, events[-1].seq if events else seq,
+    return Replayed(state, reached,
                     dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else (),
                     snapshot.lineage if snapshot else ())
 

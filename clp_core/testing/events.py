@@ -6,6 +6,8 @@
             return MyEventStore(...)
 
 ``self.tmp_path`` is a fresh folder; ``self.aggregate`` a unique aggregate id per test.
+The retention tests (``delete``, ``prune``) are skipped for a store without those optional
+methods (:class:`clp_core.events.RetainingEventStore`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from ..errors import ConflictError
-from ..events import Event, Snapshot, replay
+from ..errors import ConflictError, HistoryError
+from ..events import Event, RetainingEventStore, Snapshot, lineage, replay
 from ..log import GuardOutcome
 from ..state import Change
 
@@ -131,3 +133,74 @@ class EventStoreSuite(abc.ABC):
         await store.append(big, 0)
         (read,) = await store.get_events(self.aggregate)
         assert read.data == big.data
+
+    # -- retention (optional capability) ---------------------------------------------------
+    @staticmethod
+    def _require_retention(store: Any) -> None:
+        if not isinstance(store, RetainingEventStore):
+            pytest.skip(f"{type(store).__name__} has no delete/prune (optional)")
+
+    async def _stream_with_snapshots(self, store: Any, events: int, *snapshots: int) -> None:
+        for seq in range(1, events + 1):
+            await store.append(make_event(self.aggregate, seq), seq - 1)
+        for seq in snapshots:
+            await store.save_snapshot(self.aggregate, Snapshot(
+                seq, {"count": seq, "log": [f"é{i}" for i in range(1, seq + 1)]}, lineage=(("parent", 3),)))
+
+    async def test_delete_removes_events_and_snapshots_of_one_aggregate(self, store: Any) -> None:
+        self._require_retention(store)
+        other = self.aggregate + ":kept"
+        await self._stream_with_snapshots(store, 3, 2)
+        await store.append(make_event(other, 1), 0)
+        await store.delete(self.aggregate)
+        assert await store.get_events(self.aggregate) == []
+        assert await store.last_seq(self.aggregate) == 0
+        assert await store.load_snapshot(self.aggregate) is None
+        assert self.aggregate not in await store.aggregates()
+        assert [e.seq for e in await store.get_events(other)] == [1]
+        await store.delete(self.aggregate)  # a missing aggregate is fine
+        await store.append(make_event(self.aggregate, 1), 0)  # and the key can start again
+        assert await store.last_seq(self.aggregate) == 1
+
+    async def test_prune_keeps_replay_from_the_latest_snapshot_at_or_before(self, store: Any) -> None:
+        self._require_retention(store)
+        await self._stream_with_snapshots(store, 8, 2, 5, 7)
+        assert await store.prune(self.aggregate, before=6) == 5
+        assert [e.seq for e in await store.get_events(self.aggregate)] == [5, 6, 7, 8]
+        assert await store.last_seq(self.aggregate) == 8
+        assert await store.load_snapshot(self.aggregate, 4) is None
+        kept = await store.load_snapshot(self.aggregate, 6)
+        assert kept is not None and kept.seq == 5 and kept.lineage == (("parent", 3),)
+        assert await lineage(store, self.aggregate) == [("parent", 3)]
+        full = [f"é{i}" for i in range(1, 9)]
+        assert (await replay(store, self.aggregate)).state == {"count": 8, "log": full}
+        assert (await replay(store, self.aggregate, until=6)).state == {"count": 6, "log": full[:6]}
+        await store.append(make_event(self.aggregate, 9), 8)  # appends go on after a prune
+        assert await store.last_seq(self.aggregate) == 9
+        with pytest.raises(ConflictError):
+            await store.append(make_event(self.aggregate, 9), 8)
+
+    async def test_prune_up_to_the_last_event_keeps_it(self, store: Any) -> None:
+        self._require_retention(store)
+        await self._stream_with_snapshots(store, 4, 4)
+        assert await store.prune(self.aggregate, before=4) == 4
+        assert [e.seq for e in await store.get_events(self.aggregate)] == [4]
+        assert await store.last_seq(self.aggregate) == 4
+        await store.append(make_event(self.aggregate, 5), 4)
+        assert (await replay(store, self.aggregate)).seq == 5
+
+    async def test_prune_without_a_snapshot_is_refused_and_deletes_nothing(self, store: Any) -> None:
+        self._require_retention(store)
+        await self._stream_with_snapshots(store, 6, 4)
+        with pytest.raises(HistoryError, match="replay would be impossible"):
+            await store.prune(self.aggregate, before=3)
+        with pytest.raises(HistoryError):
+            await store.prune(self.aggregate, before=7)  # past the last event
+        assert [e.seq for e in await store.get_events(self.aggregate)] == [1, 2, 3, 4, 5, 6]
+
+    async def test_replay_across_a_pruned_gap_is_an_error(self, store: Any) -> None:
+        self._require_retention(store)
+        await self._stream_with_snapshots(store, 6, 4)
+        await store.prune(self.aggregate, before=4)
+        with pytest.raises(HistoryError, match="pruned"):
+            await replay(store, self.aggregate, until=3)  # no snapshot at or before 3: events 1..3 are gone
