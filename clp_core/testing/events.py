@@ -204,3 +204,42 @@ class EventStoreSuite(abc.ABC):
         await store.prune(self.aggregate, before=4)
         with pytest.raises(HistoryError, match="pruned"):
             await replay(store, self.aggregate, until=3)  # no snapshot at or before 3: events 1..3 are gone
+
+    # -- forks and retention through a runtime (any store: only the protocol is used) ----------
+    async def test_fork_a_runtime_then_prune_and_delete(self, store: Any) -> None:
+        import clp_core as clp
+        from clp_core import retention
+
+        contract = clp.create_contract(
+            intents={"add": {"inputs": {"amount": "number"}}},
+            transitions={"add": {"when": lambda ctx: True, "effects": lambda ctx: {
+                "count": (ctx.state.get("count") or 0) + ctx.intent.payload["amount"]}}})
+        root = clp.create_runtime(contract, event_store=store, storage_key=self.aggregate, snapshot_every=2)
+        for amount in (1, 2, 3, 4, 5):
+            await root.execute("add", {"amount": amount})
+        child = await root.fork(at=3, key=self.aggregate + ":fork")
+        assert child.get_state() == {"count": 6} and child.last_seq == 0
+        await child.execute("add", {"amount": 100})
+        grandchild = await child.fork(at=1, key=self.aggregate + ":fork2")
+        assert grandchild.get_state() == {"count": 106}
+        assert await grandchild.lineage() == [(self.aggregate + ":fork", 1), (self.aggregate, 3)]
+        assert await root.lineage() == []
+        with pytest.raises(HistoryError):  # an existing key: nothing written
+            await root.fork(at=1, key=self.aggregate + ":fork")
+        assert (await store.load_snapshot(self.aggregate + ":fork", 0)).state == {"count": 6}
+        if not isinstance(store, RetainingEventStore):
+            return
+        removal = await retention.prune(store, self.aggregate, before=5, dry_run=True)
+        assert (removal.events, removal.kept_from) == (3, 4) and await store.last_seq(self.aggregate) == 5
+        await retention.prune(store, self.aggregate, before=5)
+        assert [e.seq for e in await store.get_events(self.aggregate)] == [4, 5]
+        assert await root.state_at(4) == {"count": 10}
+        with pytest.raises(HistoryError, match="pruned"):
+            await root.state_at(2)
+        again = clp.create_runtime(contract, event_store=store, storage_key=self.aggregate)
+        await again.hydrate()
+        assert again.get_state() == {"count": 15}
+        await again.execute("add", {"amount": 1})
+        assert (await retention.delete(store, self.aggregate + ":fork2")).events == 0
+        assert (await retention.delete(store, self.aggregate + ":fork")).events == 1
+        assert await store.load_snapshot(self.aggregate + ":fork") is None
