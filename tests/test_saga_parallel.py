@@ -31,11 +31,14 @@ def trip_contract(fail: str | None = None, stall: str | None = None) -> clp.Cont
             return {f"booked.{kind}": ctx.intent.payload["ref"], "count": (ctx.state.get("count") or 0) + 1}
         return effects
 
+    def named(kind: str) -> Any:
+        return lambda ctx: ctx.intent.name == kind
+
     kinds = ("flight", "hotel", "car", "cancel")
     return clp.create_contract(
         intents={k: {"inputs": {"ref": "string"}} for k in kinds},
         transitions={
-            **{k: {"when": (lambda k: lambda ctx: ctx.intent.name == k)(k), "effects": book(k)} for k in kinds[:3]},
+            **{k: {"when": named(k), "effects": book(k)} for k in kinds[:3]},
             "cancel": {"when": lambda ctx: ctx.intent.name == "cancel",
                        "effects": lambda ctx: {f"booked.{ctx.intent.payload['ref']}": None}},
         })
@@ -69,7 +72,7 @@ async def test_a_group_runs_its_members_and_the_saga_completes() -> None:
     rt = clp.create_runtime(trip_contract(), storage_key="trip:1", event_store=store)
     result = await rt.run_saga(trip(), saga_id="s")
     assert result.status == "completed"
-    assert set(result.results) == {"flight", "hotel", "car"} and list(result.results)[0] == "flight"
+    assert set(result.results) == {"flight", "hotel", "car"} and next(iter(result.results)) == "flight"
     assert rt.get_state("booked") == {"flight": "FL1", "hotel": "FL1", "car": "car"}
     events = await store.get_events("saga:trip:1:s")
     assert events[0].data["groups"] == {"stay": ["hotel", "car"]}
@@ -109,7 +112,7 @@ async def test_a_failing_member_compensates_completed_steps_in_reverse_order_of_
 async def test_saga_definitions_with_groups_are_checked() -> None:
     with pytest.raises(ConfigError):
         clp.Parallel({})
-    with pytest.raises(ConfigError, match="must be a clp.Step"):
+    with pytest.raises(ConfigError, match=r"must be a clp\.Step"):
         clp.Parallel({"a": clp.Parallel({"b": clp.Step(intent="x")})})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="used twice"):
         clp.Saga(steps={"a": clp.Step(intent="x"), "g": clp.Parallel({"a": clp.Step(intent="y")})})

@@ -243,3 +243,31 @@ class EventStoreSuite(abc.ABC):
         assert (await retention.delete(store, self.aggregate + ":fork2")).events == 0
         assert (await retention.delete(store, self.aggregate + ":fork")).events == 1
         assert await store.load_snapshot(self.aggregate + ":fork") is None
+
+    async def test_a_parallel_saga_resumes_mid_group(self, store: Any) -> None:
+        import clp_core as clp
+        from clp_core import saga as saga_module
+
+        contract = clp.create_contract(
+            intents={"book": {"inputs": {"what": "string"}}},
+            transitions={"book": {"when": lambda ctx: True, "effects": lambda ctx: {
+                f"booked.{ctx.intent.payload['what']}": (ctx.state.path(f"booked.{ctx.intent.payload['what']}")
+                                                         or 0) + 1}}})
+        saga = clp.Saga(name="trip", steps={"first": clp.Step(intent="book", payload={"what": "flight"}),
+                                            "stay": clp.Parallel({
+                                                "hotel": clp.Step(intent="book", payload={"what": "hotel"}),
+                                                "car": clp.Step(intent="book", payload={"what": "car"})})})
+        runtime = clp.create_runtime(contract, event_store=store, storage_key=self.aggregate)
+        assert (await runtime.run_saga(saga)).status == "completed"
+        # a process that died with both members started; hotel committed, unrecorded
+        progress = saga_module._Progress(runtime, saga, "crashed")
+        await progress.record("saga_started", steps=["first", "stay"])
+        first = await runtime.execute("book", {"what": "flight"})
+        await progress.record("step_completed", step="first", entry=saga_module.entry_to_dict(first))
+        for member in ("hotel", "car"):
+            await progress.record("step_started", step=member, group="stay", payload={"what": member},
+                                  after_seq=runtime.last_seq, intent_id=f"{self.aggregate}:{member}")
+        await runtime.execute("book", {"what": "hotel"}, intent_id=f"{self.aggregate}:hotel")
+        results = await runtime.resume_sagas({"trip": saga})
+        assert [(r.saga_id, r.status) for r in results] == [("crashed", "completed")]
+        assert runtime.get_state("booked") == {"flight": 2, "hotel": 2, "car": 2}
