@@ -180,11 +180,15 @@ async def _forward(progress: _Progress, results: dict[str, LogEntry]) -> SagaRes
         group = None if isinstance(step, Step) else key
         before = dict(results)
         if len(todo) == 1 and group is None:
-            errors = [await _run_step(progress, results, before, todo[0], members[todo[0]], group)]
-        else:
+            errors: list[Any] = [await _run_step(progress, results, before, todo[0], members[todo[0]], group)]
+        else:  # every member finishes (nothing is cancelled half-way) before anything is decided
             errors = list(await asyncio.gather(
-                *(_run_step(progress, results, before, name, members[name], group) for name in todo)))
-        failures = [(name, error) for name, error in zip(todo, errors, strict=True) if error is not None]
+                *(_run_step(progress, results, before, name, members[name], group) for name in todo),
+                return_exceptions=True))
+            raised = [e for e in errors if isinstance(e, BaseException)]  # not step failures: a lost claim...
+            if raised:
+                raise raised[0]
+        failures = [(name, error[0]) for name, error in zip(todo, errors, strict=True) if error is not None]
         if failures:
             return await _compensate(progress, results, *failures[0])
     await progress.record("saga_completed")
@@ -194,9 +198,9 @@ async def _forward(progress: _Progress, results: dict[str, LogEntry]) -> SagaRes
 async def _run_step(
     progress: _Progress, results: dict[str, LogEntry], before: Mapping[str, LogEntry], name: str, step: Step,
     group: str | None,
-) -> BaseException | None:
-    """One step (or group member) as one ``execute``; its error, recorded, or None once it
-    completed (``results`` then holds it: in order of completion)."""
+) -> tuple[BaseException] | None:
+    """One step (or group member) as one ``execute``: ``(its error,)``, recorded, or None once
+    it completed (``results`` then holds it: in order of completion)."""
     runtime, where = progress.runtime, {"group": group} if group else {}
     try:
         payload = dict(await _call(step.payload, dict(before)) if callable(step.payload) else step.payload)
@@ -206,12 +210,12 @@ async def _run_step(
         entry = await runtime.execute(step.intent, payload, step.transition, intent_id=intent_id)
     except ClpError as exc:
         await progress.record("step_failed", step=name, error=f"{type(exc).__name__}: {exc}", **where)
-        return exc
+        return (exc,)
     except Exception as exc:  # a payload function that raised
         error = UserCodeError(f"payload of saga step {name} raised: {type(exc).__name__}: {exc}", where=name)
         error.__cause__ = exc
         await progress.record("step_failed", step=name, error=str(error), **where)
-        return error
+        return (error,)
     results[name] = entry
     await progress.record("step_completed", step=name, entry=entry_to_dict(entry), **where)
     return None

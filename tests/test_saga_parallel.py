@@ -18,6 +18,7 @@ import pytest
 import clp_core as clp
 from clp_core import saga as saga_module
 from clp_core.errors import ConfigError
+from clp_core.log import entry_to_dict
 
 
 def trip_contract(fail: str | None = None, stall: str | None = None) -> clp.Contract:
@@ -129,7 +130,7 @@ async def test_resume_mid_group_runs_only_what_did_not_commit() -> None:
     await progress.record("saga_started", steps=["flight", "stay"])
     await progress.record("step_started", step="flight", payload={"ref": "FL1"}, after_seq=0, intent_id="i-flight")
     flight = await rt.execute("flight", {"ref": "FL1"}, intent_id="i-flight")
-    await progress.record("step_completed", step="flight", entry=saga_module.entry_to_dict(flight))
+    await progress.record("step_completed", step="flight", entry=entry_to_dict(flight))
     await progress.record("step_started", step="hotel", group="stay", payload={"ref": "FL1"}, after_seq=1,
                           intent_id="i-hotel")
     await progress.record("step_started", step="car", group="stay", payload={"ref": "car"}, after_seq=1,
@@ -156,7 +157,7 @@ async def test_resume_after_a_failed_member_compensates_the_rest() -> None:
                               intent_id=f"i-{name}")
         entry = await rt.execute(name, {"ref": "FL1"}, intent_id=f"i-{name}")
         if name == "flight":
-            await progress.record("step_completed", step=name, entry=saga_module.entry_to_dict(entry))
+            await progress.record("step_completed", step=name, entry=entry_to_dict(entry))
     await progress.record("step_failed", step="car", group="stay", error="RuntimeError: sold out")
     results = await rt.resume_sagas({"trip": trip(order)})
     assert [r.status for r in results] == ["compensated"]

@@ -247,6 +247,7 @@ class EventStoreSuite(abc.ABC):
     async def test_a_parallel_saga_resumes_mid_group(self, store: Any) -> None:
         import clp_core as clp
         from clp_core import saga as saga_module
+        from clp_core.log import entry_to_dict
 
         contract = clp.create_contract(
             intents={"book": {"inputs": {"what": "string"}}},
@@ -263,7 +264,7 @@ class EventStoreSuite(abc.ABC):
         progress = saga_module._Progress(runtime, saga, "crashed")
         await progress.record("saga_started", steps=["first", "stay"])
         first = await runtime.execute("book", {"what": "flight"})
-        await progress.record("step_completed", step="first", entry=saga_module.entry_to_dict(first))
+        await progress.record("step_completed", step="first", entry=entry_to_dict(first))
         for member in ("hotel", "car"):
             await progress.record("step_started", step=member, group="stay", payload={"what": member},
                                   after_seq=runtime.last_seq, intent_id=f"{self.aggregate}:{member}")
