@@ -9,7 +9,7 @@ from .events import Event, EventStore, MemoryEventStore
 from .hookspecs import hookimpl
 from .lifecycle import Context, Runtime, create_runtime
 from .log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
-from .saga import Saga, SagaContext, SagaResult, Step
+from .saga import Parallel, Saga, SagaContext, SagaResult, Step
 from .state import Change, ListView, StateView
 from .storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, StorageAdapter
 from .storage.sqlite_events import SQLiteEventStore
@@ -20,7 +20,7 @@ __all__ = [
     "Change", "ClpError", "Context", "Contract", "ContractBuilder", "Ctx", "Event", "EventStore",
     "FileSystemAdapter", "Guard",
     "GuardOutcome", "Intent", "IntentDef", "ListView", "LogEntry", "MemoryAdapter", "MemoryEventStore",
-    "Proposal", "Runtime", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext", "SagaResult",
+    "Parallel", "Proposal", "Runtime", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext", "SagaResult",
     "StateView", "Step", "StorageAdapter", "Transition", "TransitionResult",
     "compiled", "create_contract", "create_runtime", "errors", "hookimpl", "ops", "path",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import cattrs
 
-from .errors import ConflictError, CorruptStateError
+from .errors import ConflictError, CorruptStateError, HistoryError
 from .log import GuardOutcome, LogEntry, TransitionResult
 from .state import Change, State, Writer, plain
 from .storage import codec
@@ -140,6 +140,8 @@ class Snapshot:
     state: Mapping[str, Any]
     idempotency: Mapping[str, Any] = attrs.field(factory=dict)
     intents: tuple[tuple[str, str | None], ...] = ()  # (intent id, transition) of the last commits
+    #: a fork's ancestry, nearest first: ((parent key, seq forked at), (grandparent key, seq), ...)
+    lineage: tuple[tuple[str, int], ...] = ()
     outbox: tuple[Mapping[str, Any], ...] = ()  # messages not yet delivered
 
 
@@ -173,6 +175,44 @@ class EventStore(Protocol):
         """Release connections."""
 
 
+@runtime_checkable
+class RetainingEventStore(EventStore, Protocol):
+    """An event store that can also forget (an optional capability; every built-in store has it).
+
+    ``prune`` never breaks replay: it needs a snapshot at or before ``before`` and keeps
+    everything from the latest such snapshot on (see :func:`prune_point`).
+    """
+
+    async def delete(self, aggregate_id: str) -> None:
+        """Remove the aggregate's events and snapshots (a missing aggregate is not an error).
+        Not for a stream that writers are still appending to."""
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        """Delete the events older than the latest snapshot at or before ``before``, and the
+        snapshots older than it; return that snapshot's seq (replay starts there now). Raise
+        :class:`HistoryError` if there is no such snapshot."""
+
+
+async def prune_point(store: EventStore, aggregate_id: str, before: int) -> int:
+    """The seq of the latest snapshot at or before ``before``: a prune deletes events and
+    snapshots older than it. Raises :class:`HistoryError` when pruning would make replay impossible."""
+    last = await store.last_seq(aggregate_id)
+    if isinstance(before, bool) or not isinstance(before, int) or not 1 <= before <= last:
+        raise HistoryError(f"cannot prune {aggregate_id!r} before {before!r}: it has events 1 to {last}")
+    snapshot = await store.load_snapshot(aggregate_id, before)
+    if snapshot is None:
+        raise HistoryError(f"cannot prune {aggregate_id!r} before {before}: no snapshot at or before {before}, "
+                           "so replay would be impossible (lower snapshot_every, or prune later)")
+    return snapshot.seq
+
+
+async def lineage(store: EventStore, aggregate_id: str) -> list[tuple[str, int]]:
+    """A fork's ancestry, nearest first: ``[(parent key, seq it was forked at), ..., (root key, seq)]``;
+    empty for an aggregate that is not a fork. Every snapshot of a fork carries it."""
+    snapshot = await store.load_snapshot(aggregate_id, 0) or await store.load_snapshot(aggregate_id)
+    return [(key, seq) for key, seq in snapshot.lineage] if snapshot is not None else []
+
+
 @attrs.frozen
 class Replayed:
     state: State
@@ -180,6 +220,7 @@ class Replayed:
     idempotency: dict[str, Any]  # the snapshot's idempotency records
     tail: list[Event]  # the events applied after the snapshot
     intents: tuple[tuple[str, str | None], ...] = ()  # the snapshot's window of committed intent ids
+    lineage: tuple[tuple[str, int], ...] = ()  # the snapshot's fork ancestry
     outbox: tuple[Mapping[str, Any], ...] = ()  # the snapshot's undelivered messages
 
 
@@ -195,16 +236,23 @@ async def replay(
         state = plain(dict(snapshot.state if snapshot is not None else base or {}))
     seq = snapshot.seq if snapshot else 0
     events = await store.get_events(aggregate_id, after=seq, until=until)
+    if events and events[0].seq != seq + 1:
+        raise HistoryError(f"events {seq + 1} to {events[0].seq - 1} of {aggregate_id!r} were pruned")
+    reached = events[-1].seq if events else seq
+    if until is not None and reached < until and await store.last_seq(aggregate_id) > reached:
+        raise HistoryError(f"the state of {aggregate_id!r} at {until} was pruned (replay starts at a later snapshot)")
     apply_events(state, events)
-    return Replayed(state, events[-1].seq if events else seq,
-                    dict(snapshot.idempotency) if snapshot else {}, events,
-                    snapshot.intents if snapshot else (), snapshot.outbox if snapshot else ())
+    return Replayed(state, reached,
+                    dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else (),
+                    snapshot.lineage if snapshot else (), snapshot.outbox if snapshot else ())
 
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
     records = [[k, v] for k, v in snapshot.idempotency.items()]  # a list keeps their age order
     document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records,
                 "intents": [list(pair) for pair in snapshot.intents], "outbox": [dict(m) for m in snapshot.outbox]}
+    if snapshot.lineage:
+        document["lineage"] = [list(pair) for pair in snapshot.lineage]
     return codec.encode(document)
 
 
@@ -223,7 +271,12 @@ def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
     outbox = raw.get("outbox") or []
     if not isinstance(outbox, list) or not all(isinstance(m, dict) and "id" in m for m in outbox):
         raise CorruptStateError("stored snapshot has a malformed outbox", backend=backend)
-    return Snapshot(raw["seq"], raw["state"], records, intents, tuple(outbox))
+    ancestry = raw.get("lineage") or []
+    if not isinstance(ancestry, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int for p in ancestry
+    ):
+        raise CorruptStateError("stored snapshot has a malformed lineage", backend=backend)
+    return Snapshot(raw["seq"], raw["state"], records, intents, tuple((k, s) for k, s in ancestry), tuple(outbox))
 
 
 def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:
@@ -261,23 +314,26 @@ class MemoryEventStore:
     def __init__(self) -> None:
         self._streams: dict[str, list[str]] = {}
         self._snapshots: dict[str, list[tuple[int, str]]] = {}
+        self._pruned: dict[str, int] = {}  # how many leading events of a stream were pruned
 
     async def append(self, event: Event, expected_seq: int) -> None:
         stream = self._streams.setdefault(event.aggregate_id, [])
-        if len(stream) != expected_seq or event.seq != expected_seq + 1:
-            raise ConflictError(
-                f"stream {event.aggregate_id!r} is at {len(stream)}, not {expected_seq}", backend=self.name)
+        last = self._pruned.get(event.aggregate_id, 0) + len(stream)
+        if last != expected_seq or event.seq != expected_seq + 1:
+            raise ConflictError(f"stream {event.aggregate_id!r} is at {last}, not {expected_seq}", backend=self.name)
         stream.append(event_to_json(event))
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        stream = self._streams.get(aggregate_id, [])
-        return [event_from_json(raw, backend=self.name) for raw in stream[after:until]]
+        stream, offset = self._streams.get(aggregate_id, []), self._pruned.get(aggregate_id, 0)
+        end = None if until is None else max(until - offset, 0)
+        return [event_from_json(raw, backend=self.name) for raw in stream[max(after - offset, 0):end]]
 
     async def last_seq(self, aggregate_id: str) -> int:
-        return len(self._streams.get(aggregate_id, []))
+        return self._pruned.get(aggregate_id, 0) + len(self._streams.get(aggregate_id, []))
 
     async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
-        self._snapshots.setdefault(aggregate_id, []).append((snapshot.seq, snapshot_to_json(snapshot)))
+        kept = [s for s in self._snapshots.get(aggregate_id, []) if s[0] != snapshot.seq]
+        self._snapshots[aggregate_id] = sorted([*kept, (snapshot.seq, snapshot_to_json(snapshot))], key=lambda s: s[0])
 
     async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
         for seq, raw in reversed(self._snapshots.get(aggregate_id, [])):
@@ -287,6 +343,19 @@ class MemoryEventStore:
 
     async def aggregates(self) -> list[str]:
         return sorted(k for k, v in self._streams.items() if v)
+
+    async def delete(self, aggregate_id: str) -> None:
+        for kept in (self._streams, self._snapshots, self._pruned):
+            kept.pop(aggregate_id, None)
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        point = await prune_point(self, aggregate_id, before)
+        offset = self._pruned.get(aggregate_id, 0)
+        if point - 1 > offset:  # events 1 .. point - 1 go
+            self._streams[aggregate_id] = self._streams[aggregate_id][point - 1 - offset:]
+            self._pruned[aggregate_id] = point - 1
+        self._snapshots[aggregate_id] = [s for s in self._snapshots.get(aggregate_id, []) if s[0] >= point]
+        return point
 
     async def close(self) -> None:
         pass

@@ -1,14 +1,18 @@
 """Sagas: ordered steps, each an atomic ``execute``; on failure, completed steps are
-compensated in reverse order.
+compensated in reverse order of completion. A step may be a :class:`Parallel` group, whose
+members run concurrently (each one ``execute``; their payload functions and commits overlap,
+the commits themselves serialize on the runtime's lock).
 
 With an event store, progress is recorded in the saga's own stream
 (``saga:<storage key>:<saga id>``), so a process that dies mid-saga can be picked up by
 :meth:`Runtime.resume_sagas`: the step that was running is checked against the aggregate's
-events (did it commit?), then the saga goes on, or is compensated.
+events (did it commit? each ``step_started`` records the intent id its ``execute`` uses), then
+the saga goes on, or is compensated. Members of a group recorded as completed are not run again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import inspect
 import logging
@@ -20,6 +24,7 @@ import attrs
 
 from .errors import ClpError, ConfigError, ConflictError, UserCodeError
 from .events import Event, EventStore, entry_from_event
+from .ids import new_id
 from .log import LogEntry, entry_from_dict, entry_to_dict, now
 
 logger = logging.getLogger("clp")
@@ -37,7 +42,8 @@ class SagaHost(Protocol):
     async def hydrate(self) -> None: ...
 
     async def execute(
-        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None
+        self, name: str, payload: Mapping[str, Any] | None = None, transition: str | None = None,
+        *, intent_id: str | None = None,
     ) -> LogEntry: ...
 
     async def log_saga_event(self, event: Event) -> None: ...
@@ -70,18 +76,53 @@ class Step:
 
 
 @attrs.frozen
-class Saga:
-    """Ordered named steps (dict order)."""
+class Parallel:
+    """Steps run concurrently, as one step of a saga: ``Parallel({"hotel": Step(...), "car": Step(...)})``.
+
+    Each member is one ``execute``; the saga goes on when all of them committed. If one fails,
+    the others still finish, then every completed step (members and earlier steps) is
+    compensated in reverse order of completion. Member names are step names: they key
+    ``SagaResult.results`` and must be unique in the saga. A member's payload function sees
+    the results of the steps before the group.
+    """
 
     steps: Mapping[str, Step]
+
+    def __attrs_post_init__(self) -> None:
+        if not self.steps:
+            raise ConfigError("a Parallel group needs at least one step")
+        for key, step in self.steps.items():
+            if not isinstance(step, Step):
+                raise ConfigError(f"member {key!r} of a Parallel group must be a clp.Step, got {type(step).__name__}")
+
+
+@attrs.frozen
+class Saga:
+    """Ordered named steps (dict order); a step is a :class:`Step` or a :class:`Parallel` group."""
+
+    steps: Mapping[str, Step | Parallel]
     name: str = "saga"
 
     def __attrs_post_init__(self) -> None:
         if not self.steps:
             raise ConfigError("a Saga needs at least one step")
+        seen: set[str] = set()
         for key, step in self.steps.items():
-            if not isinstance(step, Step):
-                raise ConfigError(f"saga step {key!r} must be a clp.Step, got {type(step).__name__}")
+            if not isinstance(step, Step | Parallel):
+                raise ConfigError(f"saga step {key!r} must be a clp.Step or clp.Parallel, got {type(step).__name__}")
+            names = [key] if isinstance(step, Step) else list(step.steps)
+            for name in names:
+                if name in seen:
+                    raise ConfigError(f"saga step name {name!r} is used twice")
+                seen.add(name)
+
+    @property
+    def members(self) -> dict[str, Step]:
+        """Every runnable step by name: plain steps and the members of groups."""
+        found: dict[str, Step] = {}
+        for key, step in self.steps.items():
+            found.update({key: step} if isinstance(step, Step) else step.steps)
+        return found
 
 
 @attrs.frozen
@@ -100,16 +141,18 @@ class _Progress:
     def __init__(self, runtime: SagaHost, saga: Saga, saga_id: str, seq: int = 0) -> None:
         self.runtime, self.saga, self.saga_id, self.seq = runtime, saga, saga_id, seq
         self.stream = f"saga:{runtime.storage_key}:{saga_id}"
+        self._lock = asyncio.Lock()  # members of a group record concurrently
 
     async def record(self, kind: str, **data: Any) -> None:
-        event = Event(aggregate_id=self.stream, seq=self.seq + 1, kind=kind,
-                      timestamp=now(),
-                      data={"saga": self.saga.name, "saga_id": self.saga_id,
-                            "aggregate": self.runtime.storage_key, **data})
-        store = self.runtime.event_store
-        if store is not None:
-            await store.append(event, self.seq)
-        self.seq += 1
+        async with self._lock:
+            event = Event(aggregate_id=self.stream, seq=self.seq + 1, kind=kind,
+                          timestamp=now(),
+                          data={"saga": self.saga.name, "saga_id": self.saga_id,
+                                "aggregate": self.runtime.storage_key, **data})
+            store = self.runtime.event_store
+            if store is not None:
+                await store.append(event, self.seq)
+            self.seq += 1
         await self.runtime.log_saga_event(event)
 
 
@@ -122,39 +165,69 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
 
 async def run(runtime: SagaHost, saga: Saga, saga_id: str | None = None) -> SagaResult:
     progress = _Progress(runtime, saga, saga_id or uuid.uuid4().hex)
-    await progress.record("saga_started", steps=list(saga.steps))
-    return await _forward(progress, {}, list(saga.steps))
+    groups = {k: list(g.steps) for k, g in saga.steps.items() if isinstance(g, Parallel)}
+    await progress.record("saga_started", steps=list(saga.steps), **({"groups": groups} if groups else {}))
+    return await _forward(progress, {})
 
 
-async def _forward(progress: _Progress, results: dict[str, LogEntry], remaining: list[str]) -> SagaResult:
-    runtime, saga = progress.runtime, progress.saga
-    for name in remaining:
-        step = saga.steps[name]
-        try:
-            payload = dict(await _call(step.payload, dict(results)) if callable(step.payload) else step.payload)
-            await progress.record("step_started", step=name, payload=payload, after_seq=runtime.last_seq)
-            entry = await runtime.execute(step.intent, payload, step.transition)
-        except ClpError as exc:
-            await progress.record("step_failed", step=name, error=f"{type(exc).__name__}: {exc}")
-            return await _compensate(progress, results, name, exc)
-        except Exception as exc:  # a payload function that raised
-            error = UserCodeError(f"payload of saga step {name} raised: {type(exc).__name__}: {exc}", where=name)
-            error.__cause__ = exc
-            await progress.record("step_failed", step=name, error=str(error))
-            return await _compensate(progress, results, name, error)
-        results[name] = entry
-        await progress.record("step_completed", step=name, entry=entry_to_dict(entry))
+async def _forward(progress: _Progress, results: dict[str, LogEntry]) -> SagaResult:
+    """Run the steps (and group members) not in ``results`` yet, in order."""
+    for key, step in progress.saga.steps.items():
+        members = {key: step} if isinstance(step, Step) else dict(step.steps)
+        todo = [name for name in members if name not in results]
+        if not todo:
+            continue
+        group = None if isinstance(step, Step) else key
+        before = dict(results)
+        if len(todo) == 1 and group is None:
+            errors: list[Any] = [await _run_step(progress, results, before, todo[0], members[todo[0]], group)]
+        else:  # every member finishes (nothing is cancelled half-way) before anything is decided
+            errors = list(await asyncio.gather(
+                *(_run_step(progress, results, before, name, members[name], group) for name in todo),
+                return_exceptions=True))
+            raised = [e for e in errors if isinstance(e, BaseException)]  # not step failures: a lost claim...
+            if raised:
+                raise raised[0]
+        failures = [(name, error[0]) for name, error in zip(todo, errors, strict=True) if error is not None]
+        if failures:
+            return await _compensate(progress, results, *failures[0])
     await progress.record("saga_completed")
     return SagaResult(progress.saga_id, COMPLETED, results)
+
+
+async def _run_step(
+    progress: _Progress, results: dict[str, LogEntry], before: Mapping[str, LogEntry], name: str, step: Step,
+    group: str | None,
+) -> tuple[BaseException] | None:
+    """One step (or group member) as one ``execute``: ``(its error,)``, recorded, or None once
+    it completed (``results`` then holds it: in order of completion)."""
+    runtime, where = progress.runtime, {"group": group} if group else {}
+    try:
+        payload = dict(await _call(step.payload, dict(before)) if callable(step.payload) else step.payload)
+        intent_id = new_id()
+        await progress.record("step_started", step=name, payload=payload, after_seq=runtime.last_seq,
+                              intent_id=intent_id, **where)
+        entry = await runtime.execute(step.intent, payload, step.transition, intent_id=intent_id)
+    except ClpError as exc:
+        await progress.record("step_failed", step=name, error=f"{type(exc).__name__}: {exc}", **where)
+        return (exc,)
+    except Exception as exc:  # a payload function that raised
+        error = UserCodeError(f"payload of saga step {name} raised: {type(exc).__name__}: {exc}", where=name)
+        error.__cause__ = exc
+        await progress.record("step_failed", step=name, error=str(error), **where)
+        return (error,)
+    results[name] = entry
+    await progress.record("step_completed", step=name, entry=entry_to_dict(entry), **where)
+    return None
 
 
 async def _compensate(
     progress: _Progress, results: dict[str, LogEntry], failed: str | None, error: BaseException | None
 ) -> SagaResult:
-    saga = progress.saga
+    steps = progress.saga.members
     compensation_error: BaseException | None = None
     for name in reversed(list(results)):
-        step = saga.steps[name]
+        step = steps[name]
         if step.compensate is None:
             continue
         context = SagaContext(progress.saga_id, name, results[name], dict(results), progress.runtime)
@@ -214,28 +287,33 @@ async def resume(
 
 async def _resume_one(runtime: SagaHost, progress: _Progress, events: list[Event], compensate: bool) -> SagaResult:
     results: dict[str, LogEntry] = {}
-    running: Event | None = None
+    running: dict[str, Event] = {}  # started, not recorded as finished (several in a group)
     failed = False
     for event in events:
+        step = str(event.data.get("step"))
         if event.kind == "step_started":
-            running = event
+            running[step] = event
         elif event.kind == "step_completed":
-            results[event.data["step"]] = entry_from_dict(event.data["entry"])
-            running = None
+            results[step] = entry_from_dict(event.data["entry"])
+            running.pop(step, None)
         elif event.kind in ("step_failed", "step_compensated", "compensation_failed"):
             failed = True
-            running = None
-    if running is not None:
-        step = running.data["step"]
-        entry = await _committed_after(runtime, progress.saga.steps[step].intent, running)
+            running.pop(step, None)
+    members = progress.saga.members
+    claimed: set[str | None] = {entry.intent_id for entry in results.values() if entry.intent_id}
+    for step, started in running.items():
+        if step not in members:
+            raise ConfigError(f"saga {progress.saga_id!r} ran a step {step!r} its definition lacks")
+        entry = await _committed_after(runtime, members[step].intent, started, claimed)
         if entry is not None:
             results[step] = entry
-            await progress.record("step_completed", step=step, entry=entry_to_dict(entry), recovered=True)
-    steps = list(progress.saga.steps)
+            claimed.add(entry.intent_id)
+            await progress.record("step_completed", step=step, entry=entry_to_dict(entry), recovered=True,
+                                  **({"group": started.data["group"]} if started.data.get("group") else {}))
     if failed or compensate:
         compensated = {e.data["step"] for e in events if e.kind == "step_compensated"}
         return await _compensate(progress, {k: v for k, v in results.items() if k not in compensated}, None, None)
-    return await _forward(progress, results, [s for s in steps if s not in results])
+    return await _forward(progress, results)
 
 
 def _age(event: Event) -> float:
@@ -246,12 +324,22 @@ def _age(event: Event) -> float:
     return (_dt.datetime.now(_dt.UTC) - stamp).total_seconds()
 
 
-async def _committed_after(runtime: SagaHost, intent: str, started: Event) -> LogEntry | None:
-    """The aggregate's commit of the step recorded by ``started``, if it happened."""
+async def _committed_after(
+    runtime: SagaHost, intent: str, started: Event, claimed: set[str | None]
+) -> LogEntry | None:
+    """The aggregate's commit of the step recorded by ``started``, if it happened: the commit
+    with the intent id it recorded (older streams: the first unclaimed commit of that intent
+    and payload)."""
     assert runtime.event_store is not None
+    intent_id = started.data.get("intent_id")
     payload = dict(started.data.get("payload") or {})
     after = int(started.data.get("after_seq", 0))
     for event in await runtime.event_store.get_events(runtime.storage_key, after=after):
-        if event.kind == "commit" and event.intent_name == intent and dict(event.payload) == payload:
+        if event.kind != "commit":
+            continue
+        if intent_id is not None:
+            if event.intent_id == intent_id:
+                return entry_from_event(event)
+        elif event.intent_name == intent and dict(event.payload) == payload and event.intent_id not in claimed:
             return entry_from_event(event)
     return None

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from .. import saga as saga_module
 from ..contract import Contract, compiled
 from ..errors import (
     ClpError,
@@ -29,24 +28,24 @@ from ..errors import (
     UnacceptedProposalError,
     UnknownIntentError,
 )
-from ..events import Event, EventStore
+from ..events import EventStore
 from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now
 from ..messages import Message
 from ..persistence import DocumentPersistence, EventPersistence, Persistence, Records
 from ..plugins import runtime_hooks
 from ..resolve import resolve_event_store, resolve_storage
-from ..saga import Saga, SagaResult
 from ..state import State, changed_paths, copy_value, lookup, parse_path, plain
 from ..validation import build_validator, intent_json_schema
 from . import commit
 from .commit import CommitResult
 from .courier import Courier, Handler
+from .history import History
 from .intake import AIProvider, Intake
 from .outbox import Outbox, Subscriber, Subscribers
 from .phase import Phase
 
 
-class Runtime:
+class Runtime(History):
     """A contract's runtime: the current intent, the staged proposal, state and log.
 
     Create it with :func:`create_runtime`.
@@ -74,6 +73,7 @@ class Runtime:
         handlers: Mapping[str, Handler] | None = None,
         delivery_attempts: int = 5,
     ) -> None:
+        self.options = {k: v for k, v in locals().items() if k not in ("self", "contract", "ai_provider")}
         contract = compiled(contract)
         providers = dict(ai_provider) if isinstance(ai_provider, Mapping) else {}
         if not all(callable(p) for p in providers.values() or [ai_provider]) and ai_provider is not None:
@@ -125,6 +125,7 @@ class Runtime:
             bind = getattr(provider, "bind", None)
             if callable(bind):  # a provider that wants the intents' JSON Schemas (clp-llm)
                 bind(self)
+        self.owns_resources = True  # close() closes storage and event store (a fork borrows its parent's)
 
     # -- context management ------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -146,7 +147,7 @@ class Runtime:
             await self.drain()
         if self.hooks.has("on_close"):
             await self.hooks.call_quietly("on_close")
-        for resource in (self.storage, self.event_store):
+        for resource in (self.storage, self.event_store) if self.owns_resources else ():
             close = getattr(resource, "close", None)
             if close is not None:
                 await close()
@@ -217,42 +218,6 @@ class Runtime:
         if self.validator is not None:
             return self.validator.intent_schema(name)
         return intent_json_schema(compiled)
-
-    # -- event sourcing and sagas -------------------------------------------------------
-    def _events(self, what: str) -> EventPersistence:
-        if not isinstance(self._persistence, EventPersistence):
-            raise ConfigError(f"{what}() needs a runtime created with event_store=...")
-        return self._persistence
-
-    async def state_at(self, seq: int) -> dict[str, Any]:
-        """The state as of event ``seq`` (1 = after the first commit; 0 = the initial state)."""
-        return await self._events("state_at").state_at(seq)
-
-    async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
-        """The aggregate's events in order, read ``page`` at a time."""
-        async for event in self._events("history").history(after, page):
-            yield event
-
-    async def run_saga(self, saga: Saga, saga_id: str | None = None) -> SagaResult:
-        """Run ``saga``'s steps in order, each as one ``execute``; if one fails, compensate
-        the completed ones in reverse. See :mod:`clp_core.saga`."""
-        return await saga_module.run(self, saga, saga_id)
-
-    async def resume_sagas(
-        self, sagas: Mapping[str, Saga], *, compensate: bool = False, stale_after: float = 0.0
-    ) -> list[SagaResult]:
-        """Finish the sagas a dead process left running (definitions by saga name); see
-        :func:`clp_core.saga.resume`."""
-        return await saga_module.resume(self, sagas, compensate=compensate, stale_after=stale_after)
-
-    async def log_saga_event(self, event: Event) -> None:
-        """Log a saga's progress and call ``on_saga_event`` (used by :mod:`clp_core.saga`)."""
-        detail = {"saga": event.data.get("saga"), "saga_id": event.data.get("saga_id"),
-                  "kind": event.kind, "step": event.data.get("step")}
-        self._outbox.record(LogEntry(intent_name=None, intent_payload=None, phase="saga",
-                                     error=event.data.get("error"), detail=detail))
-        await self._flush()
-        await self._outbox.after("on_saga_event", event=event)
 
     # -- lifecycle -------------------------------------------------------------------
     async def dispatch(

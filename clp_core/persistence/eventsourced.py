@@ -42,6 +42,8 @@ class EventPersistence:
         self.seq = 0  # the last sequence number of the stream as this runtime knows it
         self.acks_stream = f"outbox:{key}"
         self._acks_seq = 0
+        self.lineage: tuple[tuple[str, int], ...] = ()  # a fork's ancestry, carried in every snapshot
+        self._based = False  # the stream has a snapshot (a fork's base, or a later one)
         self._initial = initial_state
         self._report = report
 
@@ -61,10 +63,12 @@ class EventPersistence:
         self._acks_seq = acks[-1].seq if acks else 0
         self.records = self.records.reloaded(stored)
         self.seq = replayed.seq
+        self.lineage = replayed.lineage
+        self._based = self._based or replayed.seq > 0 or bool(replayed.lineage)
         return replayed.state
 
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
-        if self.seq == 0 and self._initial:
+        if self.seq == 0 and self._initial and not self._based:
             # the stream's base, so that replays outside this runtime (clp state, the
             # inspector) start from the same initial state
             await self._snapshot(Snapshot(0, plain(self._initial), {}))
@@ -77,7 +81,7 @@ class EventPersistence:
             await self.settle(state)
         if self.seq % self.snapshot_every == 0:
             await self._snapshot(Snapshot(self.seq, plain(state), self.records.to_dict(), self.records.intents(),
-                                          tuple(self.records.outbox_list())))
+                                          self.lineage, tuple(self.records.outbox_list())))
 
     async def settle(self, state: State, tries: int = 100) -> State:
         """Record the deliveries made since the last record in the ``outbox:<key>`` stream."""
@@ -108,7 +112,10 @@ class EventPersistence:
         last = await self.store.last_seq(self.key)
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= last:
             raise HistoryError(f"no event {seq!r} in {self.key!r} (it has events 1 to {last})")
-        return (await replay(self.store, self.key, until=seq, base=self._initial)).state
+        replayed = await replay(self.store, self.key, until=seq, base=self._initial)
+        if replayed.seq != seq or (seq < last and not await self.store.get_events(self.key, seq, seq + 1)):
+            raise HistoryError(f"the state of {self.key!r} at {seq} was pruned (replay starts at a later snapshot)")
+        return replayed.state
 
     async def history(self, after: int = 0, page: int = 1000) -> AsyncIterator[Event]:
         while True:

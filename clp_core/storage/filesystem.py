@@ -68,7 +68,7 @@ class FileSystemAdapter:
 
     async def _write(self, key: str, document: Document, version: int) -> None:
         path = self._path(key)
-        encoded = codec.encode({"version": version, "document": document}).encode()
+        encoded = codec.encode({"version": version, "document": document, "key": key}).encode()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(document)}.tmp")
         try:
             await aiofiles.os.makedirs(self.directory, exist_ok=True)
@@ -111,6 +111,35 @@ class FileSystemAdapter:
                 pass
             except OSError as exc:
                 raise StorageError(f"cannot delete key {key!r}: {exc}", backend=self.name) from exc
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys that start with ``prefix``, sorted: file names are unquoted; a long
+        key's hashed name is read for the ``key`` the file records (files written before it did
+        are left out)."""
+        return sorted(k for k in await asyncio.to_thread(self._keys) if k.startswith(prefix))
+
+    def _keys(self) -> list[str]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.directory}: {exc}", backend=self.name) from exc
+        found = []
+        for name in names:
+            if not name.endswith(".json") or name.startswith("."):
+                continue  # temp and lock files
+            stem = name[: -len(".json")]
+            if "~" not in stem:
+                found.append(urllib.parse.unquote(stem))
+                continue
+            try:
+                data = codec.decode((self.directory / name).read_bytes(), backend=self.name, key=stem)
+            except (OSError, CorruptStateError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("key"), str):
+                found.append(data["key"])
+        return found
 
     async def close(self) -> None:
         pass

@@ -39,5 +39,9 @@ class MemoryAdapter:
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys that start with ``prefix``, sorted."""
+        return sorted(k for k in self._data if k.startswith(prefix))
+
     async def close(self) -> None:
         pass

@@ -127,6 +127,12 @@ class SQLiteAdapter:
     async def delete(self, key: str) -> None:
         await self.run(lambda c: c.execute("DELETE FROM clp_state WHERE key = ?", (key,)))
 
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys that start with ``prefix``, sorted (``substr``: no LIKE escaping)."""
+        rows = await self.run(lambda c: c.execute(
+            "SELECT key FROM clp_state WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)).fetchall())
+        return [r[0] for r in rows if r[0].startswith(prefix)]
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

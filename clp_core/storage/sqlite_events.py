@@ -7,7 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConflictError, StorageError
-from ..events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+from ..events import (
+    Event,
+    Snapshot,
+    event_from_json,
+    event_to_json,
+    prune_point,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 from .sqlite import SQLiteAdapter
 
 
@@ -79,6 +87,25 @@ class SQLiteEventStore:
         rows = await self._run(lambda c: c.execute(
             "SELECT DISTINCT aggregate_id FROM clp_events ORDER BY aggregate_id").fetchall())
         return [r[0] for r in rows]
+
+    async def delete(self, aggregate_id: str) -> None:
+        def remove(c: Any) -> bool:
+            c.execute("DELETE FROM clp_events WHERE aggregate_id = ?", (aggregate_id,))
+            c.execute("DELETE FROM clp_snapshots WHERE aggregate_id = ?", (aggregate_id,))
+            return True
+
+        await self._run(lambda c: _in_transaction(c, remove))
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        point = await prune_point(self, aggregate_id, before)
+
+        def remove(c: Any) -> bool:
+            c.execute("DELETE FROM clp_events WHERE aggregate_id = ? AND seq < ?", (aggregate_id, point))
+            c.execute("DELETE FROM clp_snapshots WHERE aggregate_id = ? AND seq < ?", (aggregate_id, point))
+            return True
+
+        await self._run(lambda c: _in_transaction(c, remove))
+        return point
 
     async def close(self) -> None:
         await self._db.close()

@@ -14,7 +14,8 @@ Subclass :class:`StorageAdapterSuite` in a test module and say how to build the 
 The tests are plain ``async def`` methods (pytest-asyncio in auto mode). Every test gets a
 fresh adapter from ``make_adapter()``, closed afterwards. Versioned-save tests run when the
 adapter has ``load_versioned``/``save_versioned`` and are skipped otherwise; the corruption
-tests are skipped unless ``write_raw`` is implemented.
+tests are skipped unless ``write_raw`` is implemented; the ``keys(prefix)`` listing tests
+(:mod:`clp_core.testing.listing`) run when the adapter has ``keys``.
 
 Class attributes a subclass may change: ``large_value_size`` (characters of the large string,
 10 MB by default) and ``concurrency_timeout`` (seconds the concurrent-writer tests may take).
@@ -36,6 +37,8 @@ from typing import Any
 import pytest
 
 from clp_core.errors import ConflictError, CorruptStateError
+
+from .listing import KeyListingCases
 
 __all__ = ["NASTY_KEYS", "StorageAdapterSuite", "bounded_default_executor"]
 
@@ -166,7 +169,7 @@ def _assert_same(actual: Any, expected: Any, where: str = "document") -> None:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
 
 
-class StorageAdapterSuite(abc.ABC):
+class StorageAdapterSuite(KeyListingCases, abc.ABC):
     """Tests every storage adapter must pass. Subclass it as ``Test...`` and implement
     :meth:`make_adapter` (and, to run the corruption tests, :meth:`write_raw`)."""
 

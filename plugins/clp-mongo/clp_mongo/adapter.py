@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from clp_core.errors import ConflictError, CorruptStateError
@@ -114,3 +115,11 @@ class MongoAdapter(MongoBase):
     async def delete(self, key: str) -> None:
         with self._errors(f"deleting key {key!r}"):
             await self.get_collection().delete_one({"_id": key})
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys (``_id``) that start with ``prefix``, sorted: an anchored, escaped
+        ``$regex`` (an index prefix scan on a server)."""
+        query = {"_id": {"$regex": "^" + re.escape(prefix)}} if prefix else {}
+        with self._errors(f"listing keys under {prefix!r}"):
+            found = [d["_id"] async for d in self.get_collection().find(query, projection={"_id": 1})]
+        return sorted(k for k in found if isinstance(k, str) and k.startswith(prefix))

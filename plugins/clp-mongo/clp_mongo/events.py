@@ -7,7 +7,15 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+from clp_core.events import (
+    Event,
+    Snapshot,
+    event_from_json,
+    event_to_json,
+    prune_point,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 
 from ._common import DEFAULT_URL, MongoBase, is_duplicate_key
 
@@ -29,8 +37,9 @@ class MongoEventStore(MongoBase):
 
     ``append`` reads the stream's last sequence number and refuses (``ConflictError``) unless
     it is ``expected_seq``; then it inserts the event, and a duplicate key (another writer
-    took that slot in between) is a ``ConflictError`` too. Events are never updated or deleted,
-    so that check-then-insert cannot leave a gap or a second event in a slot.
+    took that slot in between) is a ``ConflictError`` too. Events are never updated, and only
+    ``prune`` (which keeps the last event) or ``delete`` (not while writers append) removes
+    them, so that check-then-insert cannot leave a gap or a second event in a slot.
 
     ``database``, ``client`` and extra keyword arguments work as for
     :class:`clp_mongo.MongoAdapter`.
@@ -125,6 +134,19 @@ class MongoEventStore(MongoBase):
         with self._errors("listing aggregates"):
             found = await self.get_collection().distinct("aggregate_id")
         return sorted(found)
+
+    async def delete(self, aggregate_id: str) -> None:
+        with self._errors(f"deleting {aggregate_id!r}"):
+            await self.get_collection().delete_many({"aggregate_id": aggregate_id})
+            await self.get_snapshots_collection().delete_many({"aggregate_id": aggregate_id})
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        point = await prune_point(self, aggregate_id, before)
+        older = {"aggregate_id": aggregate_id, "seq": {"$lt": point}}
+        with self._errors(f"pruning {aggregate_id!r} before {point}"):
+            await self.get_collection().delete_many(older)
+            await self.get_snapshots_collection().delete_many(older)
+        return point
 
     # -- snapshots -----------------------------------------------------------------------
     async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:

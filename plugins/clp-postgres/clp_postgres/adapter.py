@@ -60,6 +60,7 @@ class PostgresAdapter(TableClient):
             "WHERE key = $1 AND version = $3 RETURNING version"
         )
         self._delete = f"DELETE FROM {name} WHERE key = $1"
+        self._keys = f"SELECT key FROM {name} WHERE left(key, length($1)) = $1"
 
     async def _create(self, connection: Any) -> None:
         await create_tables(connection, self.schema, [self.table], state_table_ddl(self.schema, self.table))
@@ -90,3 +91,8 @@ class PostgresAdapter(TableClient):
 
     async def delete(self, key: str) -> None:
         await self._run(f"delete of {key!r}", lambda c: c.execute(self._delete, key))
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys that start with ``prefix``, sorted by code point."""
+        rows = await self._run(f"list of keys under {prefix!r}", lambda c: c.fetch(self._keys, prefix))
+        return sorted(row[0] for row in rows)

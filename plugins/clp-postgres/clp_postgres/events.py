@@ -8,7 +8,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from clp_core.errors import ConflictError
-from clp_core.events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+from clp_core.events import (
+    Event,
+    Snapshot,
+    event_from_json,
+    event_to_json,
+    prune_point,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 
 from ._common import DEFAULT_DSN, TableClient, from_jsonb, qualified, to_jsonb
 from .schema import create_tables, event_tables_ddl, snapshots_table_name
@@ -61,6 +69,8 @@ class PostgresEventStore(TableClient):
         self._load_snapshot = (
             f"SELECT data::text FROM {snapshots} WHERE aggregate_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1"
         )
+        self._delete_events = f"DELETE FROM {events} WHERE aggregate_id = $1 AND seq < $2"
+        self._delete_snapshots = f"DELETE FROM {snapshots} WHERE aggregate_id = $1 AND seq < $2"
         # distinct aggregate ids by walking the primary key index (a loose index scan),
         # not by reading every event
         self._aggregates = (
@@ -112,3 +122,21 @@ class PostgresEventStore(TableClient):
     async def aggregates(self) -> list[str]:
         rows = await self._run("list of aggregates", lambda c: c.fetch(self._aggregates))
         return sorted(row[0] for row in rows)
+
+    async def delete(self, aggregate_id: str) -> None:
+        await self._forget(aggregate_id, _NO_LIMIT, "delete")
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        point = await prune_point(self, aggregate_id, before)
+        await self._forget(aggregate_id, point, "prune")
+        return point
+
+    async def _forget(self, aggregate_id: str, below: int, what: str) -> None:
+        """Delete the events and snapshots with ``seq < below``, in one transaction."""
+
+        async def remove(connection: Any) -> None:
+            async with connection.transaction():
+                await connection.execute(self._delete_events, aggregate_id, below)
+                await connection.execute(self._delete_snapshots, aggregate_id, below)
+
+        await self._run(f"{what} of {aggregate_id!r}", remove)

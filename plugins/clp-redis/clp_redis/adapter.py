@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError
 from clp_core.storage import codec
 
-from ._client import DEFAULT_URL, call, close_client, describe, encode_key, make_client, split_url
+from ._client import DEFAULT_URL, call, close_client, decode_key, describe, encode_key, make_client, split_url
 
 Document = dict[str, Any]
 
@@ -60,6 +60,11 @@ redis.call('HSET', KEYS[1], 'v', version + 1, 'd', ARGV[1], 't', ARGV[2])
 if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
 return version + 1
 """
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _ttl_ms(ttl: float | None) -> str:
@@ -135,6 +140,23 @@ class RedisAdapter:
 
     async def delete(self, key: str) -> None:
         await self._call(self.client.delete(self.redis_key(key)), "delete", key)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The stored keys that start with ``prefix``, sorted: ``SCAN`` of this adapter's
+        hashes (``TYPE hash``, so an event store sharing the prefix is left out). SCAN walks
+        the whole keyspace in pages; it may miss keys written or deleted meanwhile."""
+        pattern = _glob_escape(self.prefix + prefix).encode("utf-8", "surrogatepass") + b"*"
+        found: set[str] = set()
+        cursor: Any = 0
+        while True:
+            cursor, batch = await self._call(
+                self.client.scan(cursor, match=pattern, count=1000, _type="hash"), "scan", prefix)
+            for raw in batch:
+                key = decode_key(raw)
+                if key.startswith(self.prefix + prefix):
+                    found.add(key[len(self.prefix):])
+            if int(cursor) == 0:
+                return sorted(found)
 
     async def close(self) -> None:
         """Close the connection pool (unless the client was passed in). Safe to call twice."""

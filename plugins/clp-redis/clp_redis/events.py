@@ -21,7 +21,15 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError
-from clp_core.events import Event, Snapshot, event_from_json, event_to_json, snapshot_from_json, snapshot_to_json
+from clp_core.events import (
+    Event,
+    Snapshot,
+    event_from_json,
+    event_to_json,
+    prune_point,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 
 from ._client import DEFAULT_URL, call, close_client, decode_key, describe, encode_key, make_client, split_url
 
@@ -165,6 +173,23 @@ class RedisEventStore:
     async def aggregates(self) -> list[str]:
         members = await self._call(self.client.smembers(self._aggregates_key), "read of aggregates", "aggregates")
         return sorted(decode_key(member) for member in members)
+
+    async def delete(self, aggregate_id: str) -> None:
+        """``DEL`` the stream and its snapshots and drop the id from the aggregates set, in one ``MULTI``."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.stream_key(aggregate_id), self.snapshots_key(aggregate_id))
+        pipe.srem(self._aggregates_key, encode_key(aggregate_id))
+        await self._call(pipe.execute(), "delete", aggregate_id)
+
+    async def prune(self, aggregate_id: str, before: int) -> int:
+        """``XTRIM MINID`` (exact) the stream and drop the older snapshots: the stream keeps its
+        last entry, so its ids, and appends, go on."""
+        point = await prune_point(self, aggregate_id, before)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xtrim(self.stream_key(aggregate_id), minid=f"0-{point}", approximate=False)
+        pipe.zremrangebyscore(self.snapshots_key(aggregate_id), "-inf", f"({point}")
+        await self._call(pipe.execute(), "prune", aggregate_id)
+        return point
 
     async def close(self) -> None:
         """Close the connection pool (unless the client was passed in). Safe to call twice."""

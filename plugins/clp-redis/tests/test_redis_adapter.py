@@ -316,3 +316,18 @@ async def test_urls_resolve_to_the_adapter(url: str) -> None:
     adapter = resolve_storage(url)
     assert isinstance(adapter, RedisAdapter) and adapter.prefix == "clp:" and adapter.ttl is None
     await adapter.close()
+
+
+async def test_keys_leaves_out_an_event_store_sharing_the_prefix(adapter: RedisAdapter, prefix: str) -> None:
+    from clp_redis import RedisEventStore
+
+    from clp_core.testing.events import make_event
+
+    store = RedisEventStore(REDIS_URL, prefix=prefix + "events:")
+    try:
+        await store.append(make_event("agg", 1), 0)
+        await adapter.save("doc", {"n": 1})
+        assert await adapter.keys() == ["doc"]
+        assert await adapter.keys("events:") == []
+    finally:
+        await store.close()
