@@ -92,7 +92,7 @@ def test_plain_and_lookup_do_not_recurse() -> None:
     while node:
         assert isinstance(node, list) and len(node) == 1
         node, levels = node[0], levels + 1
-    assert levels == 49_999
+    assert levels == 50_000
     assert copied["x"] is not deep
     assert lookup({"x": deep}, ("x", "0", "0")) is deep[0][0]
 
