@@ -213,7 +213,7 @@ class ListView(_View, Sequence[Any]):
 
 def array_index(segment: str) -> int | None:
     """The array index a segment names: a canonical non-negative integer (``"0"``, ``"12"``;
-    not ``"01"``, ``"+1"``, ``"-1"`` or ``"١"``), else ``None``. Under an object every segment
+    not ``"01"``, ``"+1"``, ``"-1"`` or an Arabic-Indic digit), else ``None``. Under an object every segment
     is a key, so ``"01"`` is the key ``"01"``."""
     if segment == "0":
         return 0

@@ -62,9 +62,9 @@ class FileSystemAdapter:
         if not isinstance(data, dict) or "document" not in data or "version" not in data:
             raise CorruptStateError(f"stored value for key {key!r} lacks document/version", backend=self.name)
         version = data["version"]
-        if isinstance(version, bool) or not isinstance(version, int):
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise CorruptStateError(f"stored value for key {key!r} has a malformed version", backend=self.name)
-        return data["document"], version
+        return codec.check_document(data["document"], key=key, backend=self.name), version
 
     async def _write(self, key: str, document: Document, version: int) -> None:
         path = self._path(key)

@@ -141,6 +141,10 @@ async def test_failed_write_keeps_old_value_and_leaves_no_temp_file(
         pytest.param(b'{"format": "clp/1", "data": {"version": 1}}', id="no-document"),
         pytest.param(b'{"format": "clp/1", "data": {"version": "one", "document": {}}}', id="bad-version"),
         pytest.param(b'{"format": "clp/1", "data": [1]}', id="data-not-object"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": null}}', id="document-null"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": [1]}}', id="document-array"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 0, "document": {}}}', id="version-zero"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": {"x": NaN}}}', id="nan"),
     ],
 )
 async def test_unreadable_file_is_corrupt_state(tmp_path: Path, raw: bytes) -> None:

@@ -71,7 +71,7 @@ class PostgresAdapter(TableClient):
         row = await self._run(f"load of {key!r}", lambda c: c.fetchrow(self._select, key))
         if row is None:
             return None, 0
-        return codec.decode(from_jsonb(row[0]), backend=self.name, key=key), int(row[1])
+        return codec.decode_document(from_jsonb(row[0]), backend=self.name, key=key), int(row[1])
 
     async def save(self, key: str, document: Document) -> None:
         data = to_jsonb(codec.encode(document))

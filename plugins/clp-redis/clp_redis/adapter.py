@@ -157,7 +157,7 @@ class RedisAdapter:
         except ValueError:
             raise CorruptStateError(f"stored version of key {key!r} is not a number: {version[:40]!r}",
                                     backend=self.name) from None
-        return codec.decode(data, backend=self.name, key=key), number
+        return codec.decode_document(data, backend=self.name, key=key), number
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
         encoded = codec.encode(document).encode("utf-8")
