@@ -142,6 +142,11 @@ class StateValueError(ClpError):
     """A value written to state cannot be stored (not JSON-like, not a date)."""
 
 
+class NestingError(StateValueError, RecursionError):
+    """A value is cyclic or nested too deeply to copy. Also a ``RecursionError``, which is what
+    copying such a value used to raise, so callers catching that keep working."""
+
+
 #: ``StorageError.outcome`` values: the request may have reached the server and been applied
 #: (a timeout, a connection lost after sending), or the backend proves it was not applied.
 OUTCOME_UNKNOWN = "unknown"

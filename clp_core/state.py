@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from . import ops
-from .errors import PathError, StateValueError
+from .errors import NestingError, PathError, StateValueError
 
 Path = tuple[str, ...]
 State = dict[str, Any]
@@ -27,6 +27,11 @@ _SCALARS = (str, int, float, bool, type(None), _dt.date)  # datetime is a date
 #: containers. Checked at write time (paths, effect results, ``ops``, replayed changes), so
 #: whatever commits can be stored and read back (see :data:`clp_core.storage.codec.MAX_NESTING`).
 MAX_DEPTH = 100
+
+
+#: The deepest :func:`plain` copies (payloads and other values that are not state may nest
+#: deeper than :data:`MAX_DEPTH`); beyond it, or on a cycle, it raises :class:`NestingError`.
+MAX_COPY_DEPTH = 1000
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -98,8 +103,8 @@ def _copy(value: Any, where: str, depth: int) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """Copy of a state value for a caller: containers copied, scalars as they are. Iterative,
-    so no nesting raises ``RecursionError``."""
+    """Copy of a state value for a caller: containers copied, scalars as they are. Iterative;
+    a cyclic value or one nested deeper than :data:`MAX_COPY_DEPTH` is a :class:`NestingError`."""
     if isinstance(value, _View):
         value = value._data
     if isinstance(value, dict):
@@ -108,9 +113,11 @@ def plain(value: Any) -> Any:
         root = []
     else:
         return value
-    stack: list[tuple[Any, Any]] = [(value, root)]
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
     while stack:
-        source, target = stack.pop()
+        source, target, depth = stack.pop()
+        if depth > MAX_COPY_DEPTH:
+            raise NestingError(f"value is cyclic or nested deeper than {MAX_COPY_DEPTH} levels")
         items = source.items() if isinstance(source, dict) else enumerate(source)
         is_dict = isinstance(target, dict)
         for key, child in items:
@@ -118,10 +125,10 @@ def plain(value: Any) -> Any:
                 child = child._data
             if isinstance(child, dict):
                 copy: Any = {}
-                stack.append((child, copy))
+                stack.append((child, copy, depth + 1))
             elif isinstance(child, list):
                 copy = []
-                stack.append((child, copy))
+                stack.append((child, copy, depth + 1))
             else:
                 copy = child
             if is_dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clp_core import ops
-from clp_core.errors import ClpError, PathError
-from clp_core.state import MAX_DEPTH, Change, Writer, array_index, copy_value, lookup, parse_path, plain
+from clp_core.errors import ClpError, NestingError, PathError
+from clp_core.state import MAX_COPY_DEPTH, MAX_DEPTH, Change, Writer, array_index, copy_value, lookup, parse_path, plain
 from clp_core.storage import codec
 
 
@@ -83,17 +83,36 @@ def test_whatever_commits_can_be_stored_and_read_back() -> None:
     assert codec.decode(codec.encode(document), backend="t", key="k") == document
 
 
-def test_plain_and_lookup_do_not_recurse() -> None:
+def test_plain_copies_without_recursion_up_to_max_copy_depth() -> None:
     deep: list = []
-    for _ in range(50_000):
+    for _ in range(MAX_COPY_DEPTH - 2):
         deep = [deep]
-    copied = plain({"x": deep})  # a state loaded from elsewhere; == on it would recurse
+    copied = plain({"x": deep})  # the dict and 999 lists: MAX_COPY_DEPTH levels, deeper than the interpreter's recursion limit allows recursively
     node, levels = copied["x"], 0
     while node:
         assert isinstance(node, list) and len(node) == 1
         node, levels = node[0], levels + 1
-    assert levels == 50_000
+    assert levels == MAX_COPY_DEPTH - 2
     assert copied["x"] is not deep
+
+
+@pytest.mark.parametrize("kind", ["deep", "cyclic"])
+def test_plain_of_a_cyclic_or_too_deep_value_is_a_nesting_error(kind: str) -> None:
+    value: list = []
+    if kind == "cyclic":
+        value.append(value)
+    else:
+        for _ in range(50_000):
+            value = [value]
+    with pytest.raises(NestingError, match="cyclic or nested deeper") as info:
+        plain({"x": value})
+    assert isinstance(info.value, ClpError) and isinstance(info.value, RecursionError)
+
+
+def test_lookup_is_iterative() -> None:
+    deep: list = []
+    for _ in range(50_000):
+        deep = [deep]
     assert lookup({"x": deep}, ("x", "0", "0")) is deep[0][0]
 
 
