@@ -87,7 +87,7 @@ def test_plain_copies_without_recursion_up_to_max_copy_depth() -> None:
     deep: list = []
     for _ in range(MAX_COPY_DEPTH - 2):
         deep = [deep]
-    copied = plain({"x": deep})  # the dict and 999 lists: MAX_COPY_DEPTH levels, deeper than the interpreter's recursion limit allows recursively
+    copied = plain({"x": deep})  # the dict and 999 lists: MAX_COPY_DEPTH levels
     node, levels = copied["x"], 0
     while node:
         assert isinstance(node, list) and len(node) == 1
