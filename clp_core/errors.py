@@ -142,20 +142,67 @@ class StateValueError(ClpError):
     """A value written to state cannot be stored (not JSON-like, not a date)."""
 
 
-class StorageError(ClpError):
-    """A storage backend failed; ``backend`` names it. The in-memory state is unchanged."""
+class NestingError(StateValueError, RecursionError):
+    """A value is cyclic or nested too deeply to copy. Also a ``RecursionError``, which is what
+    copying such a value used to raise, so callers catching that keep working."""
 
-    def __init__(self, message: str, *, backend: str) -> None:
+
+#: ``StorageError.outcome`` values: the request may have reached the server and been applied
+#: (a timeout, a connection lost after sending), or the backend proves it was not applied.
+OUTCOME_UNKNOWN = "unknown"
+OUTCOME_NOT_APPLIED = "not_applied"
+OUTCOMES = (OUTCOME_UNKNOWN, OUTCOME_NOT_APPLIED)
+
+
+class StorageError(ClpError):
+    """A storage backend failed; ``backend`` names it. The in-memory state is unchanged.
+
+    ``outcome`` says what became of the write on the server: ``"unknown"`` (the default: it
+    may have been applied, e.g. a timeout after sending) or ``"not_applied"`` (the backend
+    proves it was not: refused before sending, a conflict, a decode failure).
+    """
+
+    def __init__(self, message: str, *, backend: str, outcome: str = OUTCOME_UNKNOWN) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
         super().__init__(f"[{backend}] {message}")
         self.backend = backend
+        self.outcome = outcome
 
 
 class CorruptStateError(StorageError):
     """Stored data could not be decoded, or has an unknown format version."""
 
+    def __init__(self, message: str, *, backend: str, outcome: str = OUTCOME_NOT_APPLIED) -> None:
+        super().__init__(message, backend=backend, outcome=outcome)
+
 
 class ConflictError(StorageError):
-    """A versioned save found that someone else wrote first."""
+    """A versioned save found that someone else wrote first (nothing was applied).
+
+    ``tries`` is how many saves were attempted when retries ran out (see :meth:`exhausted`),
+    ``None`` for a single conflict.
+    """
+
+    def __init__(self, message: str, *, backend: str, outcome: str = OUTCOME_NOT_APPLIED,
+                 tries: int | None = None) -> None:
+        super().__init__(message, backend=backend, outcome=outcome)
+        self.tries = tries
+
+    @classmethod
+    def exhausted(cls, tries: int, cause: ConflictError) -> ConflictError:
+        """The error for a commit that conflicted ``tries`` times in a row and gave up;
+        raise it ``from cause`` (the last conflict)."""
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"tries must be a positive integer, not {tries!r}")
+        message = str(cause)
+        prefix = f"[{cause.backend}] "
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+        error = cls(f"gave up after {tries} conflicting {'try' if tries == 1 else 'tries'}: {message}",
+                    backend=cause.backend, tries=tries)
+        error.__cause__ = cause
+        return error
 
 
 class ConfigError(ClpError):

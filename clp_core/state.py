@@ -16,11 +16,26 @@ from typing import Any
 import attrs
 
 from . import ops
-from .errors import PathError, StateValueError
+from .errors import NestingError, PathError, StateValueError
 
 Path = tuple[str, ...]
 State = dict[str, Any]
 _SCALARS = (str, int, float, bool, type(None), _dt.date)  # datetime is a date
+
+#: The deepest a value may sit in state: a path has at most ``MAX_DEPTH`` segments, and no
+#: value written at a path of ``n`` segments may nest more than ``MAX_DEPTH - n`` levels of
+#: containers. Checked at write time (paths, effect results, ``ops``, replayed changes), so
+#: whatever commits can be stored and read back (see :data:`clp_core.storage.codec.MAX_NESTING`).
+MAX_DEPTH = 100
+
+
+#: The deepest :func:`plain` copies (payloads and other values that are not state may nest
+#: deeper than :data:`MAX_DEPTH`); beyond it, or on a cycle, it raises :class:`NestingError`.
+MAX_COPY_DEPTH = 1000
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def is_reserved(segment: str) -> bool:
@@ -28,9 +43,12 @@ def is_reserved(segment: str) -> bool:
 
 
 def parse_path(text: object) -> Path:
-    """``"a.b.0"`` -> ``("a", "b", "0")``; rejects empty and dunder segments."""
+    """``"a.b.0"`` -> ``("a", "b", "0")``; rejects empty and dunder segments, and paths of
+    more than :data:`MAX_DEPTH` segments."""
     if not isinstance(text, str) or not text:
-        raise PathError(str(text), "a path must be a non-empty string")
+        raise PathError(_short(str(text)), "a path must be a non-empty string")
+    if text.count(".") >= MAX_DEPTH:
+        raise PathError(_short(text), f"more than {MAX_DEPTH} segments (MAX_DEPTH)")
     path = tuple(text.split("."))
     for segment in path:
         if not segment:
@@ -53,34 +71,71 @@ def _check_key(key: object, where: str) -> str:
     return key
 
 
-def copy_value(value: Any, where: str = "") -> Any:
-    """A deep copy the caller owns, checked to be storable (JSON-like, dates allowed)."""
+def copy_value(value: Any, where: str = "", *, depth: int | None = None) -> Any:
+    """A deep copy the caller owns, checked to be storable (JSON-like, dates allowed).
+
+    ``depth`` is how many segments the path of ``value`` has (default: those of ``where``);
+    a value nesting below :data:`MAX_DEPTH` segments from the root is a :class:`PathError`.
+    """
+    if depth is None:
+        depth = where.count(".") + 1 if where else 0
+    return _copy(value, where, depth)
+
+
+def _copy(value: Any, where: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise PathError(_short(where), f"value nests deeper than {MAX_DEPTH} segments from the root (MAX_DEPTH)")
     if isinstance(value, _View):
         value = value._data
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise StateValueError(f"Value at {where or 'the root'} is a non-finite float")
+            raise StateValueError(f"Value at {_short(where) or 'the root'} is a non-finite float")
         return value
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, Mapping):
-        return {_check_key(k, where): copy_value(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {_check_key(k, where): _copy(v, f"{where}.{k}" if where else k, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [copy_value(v, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
+        return [_copy(v, f"{where}.{i}" if where else str(i), depth + 1) for i, v in enumerate(value)]
     raise StateValueError(
-        f"Value at {where or 'the root'} has type {type(value).__name__}, which state cannot hold"
+        f"Value at {_short(where) or 'the root'} has type {type(value).__name__}, which state cannot hold"
     )
 
 
 def plain(value: Any) -> Any:
-    """Copy of a state value for a caller: containers copied, scalars as they are."""
+    """Copy of a state value for a caller: containers copied, scalars as they are. Iterative;
+    a cyclic value or one nested deeper than :data:`MAX_COPY_DEPTH` is a :class:`NestingError`."""
     if isinstance(value, _View):
         value = value._data
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+        root: Any = {}
+    elif isinstance(value, list):
+        root = []
+    else:
+        return value
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        if depth > MAX_COPY_DEPTH:
+            raise NestingError(f"value is cyclic or nested deeper than {MAX_COPY_DEPTH} levels")
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        is_dict = isinstance(target, dict)
+        for key, child in items:
+            if isinstance(child, _View):
+                child = child._data
+            if isinstance(child, dict):
+                copy: Any = {}
+                stack.append((child, copy, depth + 1))
+            elif isinstance(child, list):
+                copy = []
+                stack.append((child, copy, depth + 1))
+            else:
+                copy = child
+            if is_dict:
+                target[key] = copy
+            else:
+                target.append(copy)
+    return root
 
 
 class _View:
@@ -172,10 +227,22 @@ class ListView(_View, Sequence[Any]):
         return f"ListView({self._data!r})"
 
 
+def array_index(segment: str) -> int | None:
+    """The array index a segment names: a canonical non-negative integer (``"0"``, ``"12"``;
+    not ``"01"``, ``"+1"``, ``"-1"`` or an Arabic-Indic digit), else ``None``. Under an object every segment
+    is a key, so ``"01"`` is the key ``"01"``."""
+    if segment == "0":
+        return 0
+    if segment[:1] in "123456789" and segment[:1] and segment.isascii() and segment.isdigit():
+        return int(segment)
+    return None
+
+
 def _index(segment: str, length: int, path: Path, depth: int, *, allow_end: bool = False) -> int:
-    if not segment.isdigit():
-        raise PathError(format_path(path), f"segment {segment!r} is not an array index")
-    index = int(segment)
+    index = array_index(segment)
+    if index is None:
+        raise PathError(_short(format_path(path)),
+                        f"segment {segment!r} is not an array index (0, 1, 2... without leading zeros)")
     if index > length or (index == length and not allow_end):
         array = format_path(path[:depth])
         raise PathError(format_path(path), f"index {index} out of range (array {array!r} has {length} elements)")
@@ -203,8 +270,11 @@ def lookup(root: Any, path: Path) -> Any:
     for segment in path:
         if isinstance(node, dict):
             node = node.get(segment)
-        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
-            node = node[int(segment)]
+        elif isinstance(node, list):
+            index = array_index(segment)
+            if index is None or index >= len(node):
+                return None
+            node = node[index]
         else:
             return None
     return node
@@ -279,7 +349,7 @@ class Writer:
                 self._undo.append(("delete", container, segment, None))
             container[segment] = value
         else:
-            index = int(segment)
+            index = int(segment)  # checked by _index before
             self._undo.append(("restore", container, index, container[index]))
             container[index] = value
 
@@ -304,8 +374,13 @@ class Writer:
         if isinstance(parent, dict) and last in parent:
             self._undo.append(("restore", parent, last, parent[last]))
             del parent[last]
-        elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
-            index = int(last)
+        elif isinstance(parent, list):
+            index = array_index(last)
+            if index is None:
+                raise PathError(_short(format_path(path)),
+                                f"segment {last!r} is not an array index (0, 1, 2... without leading zeros)")
+            if index >= len(parent):
+                return
             self._undo.append(("slice", parent, (index, 0), [parent[index]]))
             del parent[index]
         else:
@@ -352,6 +427,8 @@ class Writer:
 
     def _apply(self, path: Path, value: Any) -> None:
         where = format_path(path)
+        if len(path) > MAX_DEPTH:
+            raise PathError(_short(where), f"more than {MAX_DEPTH} segments (MAX_DEPTH)")
         if isinstance(value, ops.Op):
             self._apply_op(path, value)
         elif isinstance(value, Mapping):
@@ -367,9 +444,10 @@ class Writer:
     def _apply_op(self, path: Path, op: ops.Op) -> None:
         where = format_path(path)
         if isinstance(op, ops.Push):
-            self.push(path, [copy_value(v, where) for v in op.items])
+            self.push(path, [copy_value(v, where, depth=len(path) + 1) for v in op.items])
         elif isinstance(op, ops.Splice):
-            self.splice(path, op.start, op.delete_count, [copy_value(v, where) for v in op.items])
+            self.splice(path, op.start, op.delete_count,
+                        [copy_value(v, where, depth=len(path) + 1) for v in op.items])
         elif isinstance(op, ops.Unset):
             self.unset(path)
         elif isinstance(op, ops.Replace):
@@ -390,13 +468,13 @@ class Writer:
         """Re-apply a recorded :class:`Change` (replay)."""
         path = parse_path(change.path)
         if change.op == "set":
-            self.set(path, copy_value(change.value))
+            self.set(path, copy_value(change.value, change.path))
         elif change.op == "unset":
             self.unset(path)
         elif change.op == "push":
-            self.push(path, copy_value(change.value))
+            self.push(path, copy_value(change.value, change.path))
         elif change.op == "splice":
-            self.splice(path, change.start or 0, change.delete_count or 0, copy_value(change.value))
+            self.splice(path, change.start or 0, change.delete_count or 0, copy_value(change.value, change.path))
         else:
             raise PathError(change.path, f"unknown change op {change.op!r}")
 

@@ -1,14 +1,25 @@
-"""The stored form: JSON in a versioned envelope, with dates and datetimes tagged."""
+"""The stored form: JSON in a versioned envelope, with dates and datetimes tagged.
+
+Decoding is strict: text that is not plain JSON (``NaN``, ``Infinity``, numbers too big for a
+float), nesting deeper than :data:`MAX_NESTING`, and a document that is not an object are all
+:class:`~clp_core.errors.CorruptStateError`, never a ``RecursionError`` or a silent value.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from typing import Any
 
-from ..errors import CorruptStateError
+from ..errors import CorruptStateError, StateValueError
 
 FORMAT = "clp/1"
+
+#: Deepest nesting of containers that a stored text may have, envelope included. State itself
+#: is limited to :data:`clp_core.state.MAX_DEPTH` levels at write time; the rest is room for
+#: the envelope and the records around the state (``{"document": {"state": ...}}``).
+MAX_NESTING = 128
 
 
 def _default(value: Any) -> Any:
@@ -28,16 +39,67 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} does not fit a float")
+    return value
+
+
+def nesting(value: Any) -> int:
+    """How many containers deep ``value`` is (``1`` for ``{}``, ``0`` for a scalar); iterative."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_NESTING:
+                return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def encode(document: Any) -> str:
-    """Serialise a document in the envelope ``{"format": "clp/1", "data": ...}``."""
-    return json.dumps({"format": FORMAT, "data": document}, default=_default, ensure_ascii=False,
-                      allow_nan=False, separators=(",", ":"))
+    """Serialise a document in the envelope ``{"format": "clp/1", "data": ...}``.
+
+    What no durable backend could store or read back (non-finite numbers, values that are not
+    JSON or dates, lone surrogates in strings, nesting deeper than :data:`MAX_NESTING`) is a
+    :class:`~clp_core.errors.StateValueError`.
+    """
+    if nesting(document) + 1 > MAX_NESTING:
+        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
+    try:
+        text = json.dumps({"format": FORMAT, "data": document}, default=_default, ensure_ascii=False,
+                          allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StateValueError(f"document cannot be stored: {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise StateValueError(
+                f"document cannot be stored: a string holds a lone surrogate {text[exc.start]!r}") from None
+    return text
 
 
 def decode(text: str | bytes, *, backend: str, key: str) -> Any:
     """Parse an envelope; anything else is a :class:`CorruptStateError`, never empty state."""
     try:
-        envelope = json.loads(text, object_hook=_hook)
+        envelope = json.loads(text, object_hook=_hook, parse_constant=_constant, parse_float=_float)
+    except RecursionError:
+        raise CorruptStateError(
+            f"stored value for key {key!r} nests deeper than {MAX_NESTING} levels", backend=backend) from None
     except (ValueError, TypeError) as exc:
         raise CorruptStateError(f"stored value for key {key!r} is not valid JSON: {exc}", backend=backend) from None
     if not isinstance(envelope, dict) or "format" not in envelope or "data" not in envelope:
@@ -48,4 +110,21 @@ def decode(text: str | bytes, *, backend: str, key: str) -> Any:
             f"(this version of clp-core reads {FORMAT!r})",
             backend=backend,
         )
+    if nesting(envelope) > MAX_NESTING:
+        raise CorruptStateError(
+            f"stored value for key {key!r} nests deeper than {MAX_NESTING} levels", backend=backend)
     return envelope["data"]
+
+
+def check_document(document: Any, *, key: str, backend: str) -> dict[str, Any]:
+    """``document`` if it is a stored document (a JSON object); a :class:`CorruptStateError`
+    naming ``key`` and ``backend`` otherwise (``"data": null``, an array, a number...)."""
+    if not isinstance(document, dict):
+        got = "null" if document is None else type(document).__name__
+        raise CorruptStateError(f"stored document for key {key!r} is {got}, not an object", backend=backend)
+    return document
+
+
+def decode_document(text: str | bytes, *, backend: str, key: str) -> dict[str, Any]:
+    """:func:`decode` of an adapter's stored document, checked by :func:`check_document`."""
+    return check_document(decode(text, backend=backend, key=key), key=key, backend=backend)

@@ -1,4 +1,10 @@
-"""Files in one folder, one JSON file per key, written atomically (temp, fsync, rename)."""
+"""Files in one folder, one JSON file per key, written atomically (temp, fsync, rename).
+
+Temp files are named ``.<file>.<pid>.<random>.tmp``. A process killed mid-save leaves one
+behind; adapters remove such leftovers when first used and then at most once a minute: those
+whose owning process is gone, and any older than :data:`STALE_TEMP_AGE` seconds (a pid can be
+reused, and means nothing on a shared network folder).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import asyncio
 import fcntl
 import hashlib
 import os
+import re
+import secrets
+import time
 import urllib.parse
 import weakref
 from pathlib import Path
@@ -19,6 +28,59 @@ from . import codec
 from .base import Document
 
 _MAX_NAME = 200
+
+#: Seconds after which a temp file is a leftover whatever process it names.
+STALE_TEMP_AGE = 3600.0
+_SWEEP_EVERY = 60.0
+_TEMP = re.compile(r"\.(?P<file>.+)\.(?P<pid>[0-9]{1,10})\.(?P<tag>[0-9a-f]{1,32})\.tmp")
+
+
+def temp_name(filename: str) -> str:
+    """The temp file a save of ``filename`` writes first: ``.<filename>.<pid>.<random>.tmp``."""
+    return f".{filename}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # exists (another user's), or cannot tell: leave it to the age bound
+    return True
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], *, max_age: float = STALE_TEMP_AGE) -> list[Path]:
+    """Remove this adapter's leftover temp files in ``directory``: those whose process is gone
+    and those older than ``max_age`` seconds. Other files are never touched. Returns the
+    removed paths."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    with entries:
+        for entry in entries:
+            match = _TEMP.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if age < max_age and _alive(int(match["pid"])):
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
 
 
 def key_to_filename(key: str) -> str:
@@ -43,8 +105,18 @@ class FileSystemAdapter:
 
     name = "file"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, stale_temp_age: float = STALE_TEMP_AGE) -> None:
         self.directory = Path(directory)
+        self.stale_temp_age = stale_temp_age
+        self._swept_at: float | None = None
+
+    async def _sweep(self) -> None:
+        """Remove leftover temp files on first use, then at most once a minute."""
+        now = time.monotonic()
+        if self._swept_at is not None and now - self._swept_at < _SWEEP_EVERY:
+            return
+        self._swept_at = now
+        await asyncio.to_thread(remove_stale_temp_files, self.directory, max_age=self.stale_temp_age)
 
     def _path(self, key: str) -> Path:
         return self.directory / key_to_filename(key)
@@ -62,14 +134,14 @@ class FileSystemAdapter:
         if not isinstance(data, dict) or "document" not in data or "version" not in data:
             raise CorruptStateError(f"stored value for key {key!r} lacks document/version", backend=self.name)
         version = data["version"]
-        if isinstance(version, bool) or not isinstance(version, int):
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise CorruptStateError(f"stored value for key {key!r} has a malformed version", backend=self.name)
-        return data["document"], version
+        return codec.check_document(data["document"], key=key, backend=self.name), version
 
     async def _write(self, key: str, document: Document, version: int) -> None:
         path = self._path(key)
         encoded = codec.encode({"version": version, "document": document, "key": key}).encode()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(document)}.tmp")
+        tmp = path.with_name(temp_name(path.name))
         try:
             await aiofiles.os.makedirs(self.directory, exist_ok=True)
             async with aiofiles.open(tmp, "wb") as f:
@@ -85,17 +157,21 @@ class FileSystemAdapter:
             raise StorageError(f"cannot write {path}: {exc}", backend=self.name) from exc
 
     async def load(self, key: str) -> Document | None:
+        await self._sweep()
         return (await self._read(key))[0]
 
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        await self._sweep()
         return await self._read(key)
 
     async def save(self, key: str, document: Document) -> None:
+        await self._sweep()
         async with _FileLock(self._path(key)):
             _, version = await self._read(key)
             await self._write(key, document, version + 1)
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        await self._sweep()
         async with _FileLock(self._path(key)):
             _, version = await self._read(key)
             if version != expected_version:

@@ -120,8 +120,8 @@ class LocalStorageAdapter:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise CorruptStateError(f"stored value for key {key!r} has a malformed version", backend=BACKEND)
         document = data["document"]
-        if document is not None and not isinstance(document, dict):
-            raise CorruptStateError(f"stored document for key {key!r} is not an object", backend=BACKEND)
+        if document is not None:
+            codec.check_document(document, key=key, backend=BACKEND)
         return document, version
 
     def _write(self, key: str, document: Document, version: int) -> None:

@@ -1,4 +1,9 @@
-"""In-memory storage (the default): documents kept encoded, so callers share nothing."""
+"""In-memory storage (the default): documents kept encoded, so callers share nothing.
+
+Saves go through the same codec as the durable backends, so what they refuse (non-finite
+numbers, lone surrogates, values that are not JSON or dates, over-deep nesting) is refused
+here too, as a :class:`~clp_core.errors.StateValueError`, instead of passing in tests and
+failing in production."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ class MemoryAdapter:
         stored = self._data.get(key)
         if stored is None:
             return None, 0
-        return codec.decode(stored[0], backend=self.name, key=key), stored[1]
+        return codec.decode_document(stored[0], backend=self.name, key=key), stored[1]
 
     async def save(self, key: str, document: Document) -> None:
         version = self._data.get(key, ("", 0))[1]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ConflictError, StorageError
+from ..errors import ConflictError, CorruptStateError, StorageError
 from . import codec
 from .base import Document
 
@@ -92,7 +92,11 @@ class SQLiteAdapter:
         )
         if row is None:
             return None, 0
-        return codec.decode(row[0], backend=self.name, key=key), int(row[1])
+        version = row[1]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CorruptStateError(f"stored version of key {key!r} is not a positive integer: {version!r:.40}",
+                                    backend=self.name)
+        return codec.decode_document(row[0], backend=self.name, key=key), version
 
     async def save(self, key: str, document: Document) -> None:
         encoded = codec.encode(document)

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from clp_core.errors import ConflictError, CorruptStateError
+from clp_core.errors import ConflictError, CorruptStateError, StateValueError
 
 from .listing import KeyListingCases
 
@@ -371,6 +371,26 @@ class StorageAdapterSuite(KeyListingCases, abc.ABC):
                 )
             assert await adapter.load("counter") == {"count": writers * rounds}
 
+    # -- what no backend can store ----------------------------------------------------
+    @pytest.mark.parametrize(
+        "document",
+        [
+            pytest.param({"s": "lone \ud800 surrogate"}, id="lone-surrogate"),
+            pytest.param({"n": float("nan")}, id="nan"),
+            pytest.param({"n": float("inf")}, id="infinity"),
+            pytest.param({"o": object()}, id="not-json"),
+        ],
+    )
+    async def test_unstorable_document_is_refused_and_nothing_is_written(
+            self, adapter: Any, document: dict[str, Any]) -> None:
+        await adapter.save("unstorable", {"before": True})
+        with pytest.raises(StateValueError):
+            await adapter.save("unstorable", document)
+        if callable(getattr(adapter, "save_versioned", None)):
+            with pytest.raises(StateValueError):
+                await adapter.save_versioned("unstorable", document, 1)
+        assert await adapter.load("unstorable") == {"before": True}
+
     # -- corruption --------------------------------------------------------------------
     @pytest.mark.parametrize(
         "raw",
@@ -382,6 +402,15 @@ class StorageAdapterSuite(KeyListingCases, abc.ABC):
             pytest.param(b"[1, 2, 3]", id="array"),
             pytest.param(b'{"state": {"count": 1}}', id="no-envelope"),
             pytest.param(b'{"format": "clp/999", "data": {"state": {}}}', id="unknown-format"),
+            pytest.param(b'{"format": "clp/1", "data": {"n": NaN}}', id="nan"),
+            pytest.param(b'{"format": "clp/1", "data": {"n": Infinity}}', id="infinity"),
+            pytest.param(b'{"format": "clp/1", "data": {"n": -Infinity}}', id="minus-infinity"),
+            pytest.param(b'{"format": "clp/1", "data": {"n": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}",
+                         id="over-deep"),
+            pytest.param(b'{"format": "clp/1", "data": null}', id="data-null"),
+            pytest.param(b'{"format": "clp/1", "data": [1, 2]}', id="data-array"),
+            pytest.param(b'{"format": "clp/1", "data": 7}', id="data-number"),
+            pytest.param(b'{"format": "clp/1", "data": "text"}', id="data-string"),
         ],
     )
     async def test_corrupt_stored_value_raises_corrupt_state_error(self, adapter: Any, raw: bytes) -> None:

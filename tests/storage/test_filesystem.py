@@ -6,6 +6,10 @@ import asyncio
 import fcntl
 import hashlib
 import os
+import secrets
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from clp_core.errors import CorruptStateError, StorageError
 from clp_core.resolve import resolve_storage
 from clp_core.storage import FileSystemAdapter
-from clp_core.storage.filesystem import key_to_filename
+from clp_core.storage.filesystem import STALE_TEMP_AGE, key_to_filename, remove_stale_temp_files, temp_name
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite, bounded_default_executor
 
 
@@ -142,6 +146,10 @@ async def test_failed_write_keeps_old_value_and_leaves_no_temp_file(
         pytest.param(b'{"format": "clp/1", "data": {"version": 1}}', id="no-document"),
         pytest.param(b'{"format": "clp/1", "data": {"version": "one", "document": {}}}', id="bad-version"),
         pytest.param(b'{"format": "clp/1", "data": [1]}', id="data-not-object"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": null}}', id="document-null"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": [1]}}', id="document-array"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 0, "document": {}}}', id="version-zero"),
+        pytest.param(b'{"format": "clp/1", "data": {"version": 1, "document": {"x": NaN}}}', id="nan"),
     ],
 )
 async def test_unreadable_file_is_corrupt_state(tmp_path: Path, raw: bytes) -> None:
@@ -238,3 +246,64 @@ async def test_file_url_adapter_writes_into_that_folder(tmp_path: Path) -> None:
     await adapter.save("k", {"x": 1})
     assert (tmp_path / "via-url" / key_to_filename("k")).is_file()
     assert await FileSystemAdapter(tmp_path / "via-url").load("k") == {"x": 1}
+
+
+# -- leftover temp files ---------------------------------------------------------------------
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _leftover(directory: Path, key: str, pid: int, age: float = 0.0) -> Path:
+    path = directory / f".{key_to_filename(key)}.{pid}.{secrets.token_hex(8)}.tmp"
+    path.write_text('{"format": "clp/1", "data": {"version": 9, "document": {"half": "writ')
+    if age:
+        stamp = time.time() - age
+        os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_temp_names_are_recognisable() -> None:
+    name = temp_name(key_to_filename("order:42"))
+    assert name.startswith(".order%3A42.json.") and name.endswith(".tmp")
+    assert f".{os.getpid()}." in name
+    assert name != temp_name(key_to_filename("order:42"))
+
+
+async def test_leftover_of_a_killed_process_is_removed_on_first_use(tmp_path: Path) -> None:
+    dead = _leftover(tmp_path, "k", _dead_pid())
+    adapter = FileSystemAdapter(tmp_path)
+    assert await adapter.load("k") is None
+    assert not dead.exists()
+    await adapter.save("k", {"ok": True})
+    assert await adapter.load("k") == {"ok": True}
+
+
+async def test_leftover_is_removed_on_save(tmp_path: Path) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    await adapter.save("k", {"n": 1})
+    adapter._swept_at = None  # the last sweep was long enough ago
+    dead = _leftover(tmp_path, "k", _dead_pid())
+    await adapter.save_versioned("k", {"n": 2}, 1)
+    assert not dead.exists()
+
+
+async def test_temp_files_of_live_processes_stay_unless_too_old(tmp_path: Path) -> None:
+    live = _leftover(tmp_path, "a", os.getppid())
+    mine = _leftover(tmp_path, "b", os.getpid())
+    old = _leftover(tmp_path, "c", os.getppid(), age=STALE_TEMP_AGE + 60)
+    other = tmp_path / ".unrelated.123.tmp"
+    other.write_text("not ours")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not ours")
+    await FileSystemAdapter(tmp_path).save("k", {"x": 1})
+    assert live.exists() and mine.exists()
+    assert not old.exists()
+    assert other.exists() and notes.exists()
+
+
+def test_remove_stale_temp_files_reports_what_it_removed(tmp_path: Path) -> None:
+    dead = _leftover(tmp_path, "k", _dead_pid())
+    assert remove_stale_temp_files(tmp_path) == [dead]
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clp_core.errors import StorageError
+from clp_core.errors import StateValueError, StorageError
 from clp_core.resolve import resolve_storage, storage_schemes
 from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter
 from clp_core.testing.storage import StorageAdapterSuite
@@ -118,3 +118,17 @@ def test_unknown_scheme_is_refused() -> None:
 def test_url_without_scheme_is_refused() -> None:
     with pytest.raises(StorageError, match="no scheme"):
         resolve_storage("just/a/path.db")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"s": "lone \ud800"}, {"n": float("nan")}, {"n": float("-inf")}, {"o": object()}, {"b": b"bytes"}],
+    ids=["surrogate", "nan", "minus-inf", "object", "bytes"],
+)
+async def test_memory_refuses_what_durable_backends_refuse(document: dict[str, Any]) -> None:
+    adapter = MemoryAdapter()
+    with pytest.raises(StateValueError, match="cannot be stored"):
+        await adapter.save("k", document)
+    with pytest.raises(StateValueError):
+        await adapter.save_versioned("k", document, 0)
+    assert await adapter.load_versioned("k") == (None, 0)

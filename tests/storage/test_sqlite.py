@@ -53,6 +53,23 @@ async def test_wal_mode_is_on(tmp_path: Path) -> None:
     await adapter.close()
 
 
+@pytest.mark.parametrize("version", ["abc", "", 1.5, 0, -3, b"\x01"], ids=["text", "empty", "real", "zero",
+                                                                         "negative", "blob"])
+async def test_bad_version_column_is_corrupt_state(tmp_path: Path, version: object) -> None:
+    path = tmp_path / "bad-version.db"
+    adapter = SQLiteAdapter(path)
+    await adapter.save("k", {"ok": True})
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE clp_state SET version = ? WHERE key = 'k'", (version,))
+    conn.close()
+    with pytest.raises(CorruptStateError, match="version of key 'k'"):
+        await adapter.load_versioned("k")
+    with pytest.raises(CorruptStateError):
+        await adapter.load("k")
+    await adapter.close()
+
+
 async def test_sql_injection_keys_are_data(tmp_path: Path) -> None:
     path = tmp_path / "inj.db"
     conn = sqlite3.connect(path)

@@ -65,7 +65,7 @@ class MongoAdapter(MongoBase):
             raise CorruptStateError(
                 f"stored value for key {key!r} has no string 'data' field (got {type(data).__name__})",
                 backend=self.name)
-        document = codec.decode(data, backend=self.name, key=key)
+        document = codec.decode_document(data, backend=self.name, key=key)
         return document, self._version(key, found.get("version"))
 
     def _version(self, key: str, version: Any) -> int:

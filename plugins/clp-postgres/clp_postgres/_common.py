@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import math
 import re
 import urllib.parse
 import zlib
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from clp_core.errors import ClpError, ConfigError, StorageError
+from clp_core.errors import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ClpError, ConfigError, StorageError
 
 T = TypeVar("T")
 
@@ -54,7 +55,27 @@ def lock_key(*names: str) -> int:
 
 #: Query parameters of a storage URL that are ours, not asyncpg's (asyncpg would send unknown
 #: ones to the server as settings).
-URL_OPTIONS = ("table", "schema", "min_size", "max_size")
+URL_OPTIONS = ("table", "schema", "min_size", "max_size", "connect_timeout", "command_timeout", "operation_timeout")
+
+#: Time limits, in seconds, of one operation (URL options or keyword arguments of the same
+#: names): opening a connection, running a statement, and the whole operation (connecting,
+#: creating the tables on first use, the statement). One failed operation takes at most
+#: ``DEFAULT_OPERATION_TIMEOUT`` seconds.
+DEFAULT_CONNECT_TIMEOUT = 1.5
+DEFAULT_COMMAND_TIMEOUT = 3.0
+DEFAULT_OPERATION_TIMEOUT = 5.0
+_TIMEOUTS = ("connect_timeout", "command_timeout", "operation_timeout")
+
+
+def check_timeout(name: str, value: Any) -> float:
+    """``value`` as a positive number of seconds; :class:`ConfigError` naming ``name`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name}={value!r}: must be a positive number of seconds")
+    return number
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -78,6 +99,9 @@ def url_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
                 kwargs[name] = int(options[name])
             except ValueError:
                 raise ConfigError(f"{name}={options[name]!r} in the URL is not an integer") from None
+    for name in _TIMEOUTS:
+        if name in options:
+            kwargs[name] = check_timeout(name, options[name])
     return kwargs
 
 
@@ -148,8 +172,9 @@ class PoolClient:
         pool: Any = None,
         min_size: int = 1,
         max_size: int = 10,
-        connect_timeout: float = 10.0,
-        command_timeout: float | None = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
@@ -162,8 +187,9 @@ class PoolClient:
         self.backend = backend
         self.min_size = min_size
         self.max_size = max_size
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
+        self.connect_timeout = check_timeout("connect_timeout", connect_timeout)
+        self.command_timeout = None if command_timeout is None else check_timeout("command_timeout", command_timeout)
+        self.operation_timeout = check_timeout("operation_timeout", operation_timeout)
         self.pool_options = dict(pool_options or {})
         self._pool: Any = pool
         self._owns_pool = pool is None
@@ -203,19 +229,45 @@ class PoolClient:
         return self._pool
 
     async def run(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """``fn(connection)`` on a pooled connection; failures become :class:`StorageError`."""
+        """``fn(connection)`` on a pooled connection, within ``operation_timeout``; failures
+        become :class:`StorageError`, whose ``outcome`` is ``"not_applied"`` when no
+        connection could be had (nothing was sent) and ``"unknown"`` once ``fn`` ran."""
+        sent = False
+        deadline = asyncio.timeout(self.operation_timeout)
         try:
-            pool = await self._get_pool()
-            async with pool.acquire() as connection:
-                return await fn(connection)
+            async with deadline:
+                pool = await self._get_pool()
+                connection = await pool.acquire()
+                try:
+                    sent = True
+                    result = await fn(connection)
+                except ClpError:
+                    await pool.release(connection)
+                    raise
+                except BaseException:
+                    # a statement that timed out, was cancelled or lost its connection: drop
+                    # the connection at once (asyncpg would otherwise wait, unbounded, for
+                    # the server to acknowledge a cancel request before reusing it)
+                    connection.terminate()
+                    await pool.release(connection)
+                    raise
+                await pool.release(connection)
+                return result
         except ClpError:
             raise
         except Exception as exc:
-            raise self.error(what, exc) from exc
+            if deadline.expired():
+                raise StorageError(
+                    f"{what} at {self.where} did not finish within operation_timeout={self.operation_timeout:g} s",
+                    backend=self.backend, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
+            raise self.error(what, exc, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
 
-    def error(self, what: str, exc: BaseException) -> StorageError:
+    def error(self, what: str, exc: BaseException, *, outcome: str = OUTCOME_UNKNOWN) -> StorageError:
         detail = str(exc) or type(exc).__name__
-        return StorageError(f"{what} at {self.where} failed: {type(exc).__name__}: {detail}", backend=self.backend)
+        if isinstance(exc, TimeoutError) and detail == "TimeoutError":
+            detail = "timed out"
+        return StorageError(f"{what} at {self.where} failed: {type(exc).__name__}: {detail}", backend=self.backend,
+                            outcome=outcome)
 
     async def close(self) -> None:
         """Close the pool this object created (a pool passed in is the caller's to close)."""
@@ -258,13 +310,14 @@ class TableClient:
         connect_timeout: float,
         command_timeout: float | None,
         pool_options: Mapping[str, Any] | None,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
     ) -> None:
         self.table = check_identifier(table, "table")
         self.schema = check_identifier(schema, "schema")
         self.create_table = create_table
         self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
                                   connect_timeout=connect_timeout, command_timeout=command_timeout,
-                                  pool_options=pool_options)
+                                  operation_timeout=operation_timeout, pool_options=pool_options)
         self._ready = not create_table
 
     @property

@@ -8,7 +8,16 @@ from typing import Any
 from clp_core.errors import ConflictError
 from clp_core.storage import codec
 
-from ._common import DEFAULT_DSN, TableClient, from_jsonb, qualified, to_jsonb
+from ._common import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DSN,
+    DEFAULT_OPERATION_TIMEOUT,
+    TableClient,
+    from_jsonb,
+    qualified,
+    to_jsonb,
+)
 from .schema import create_tables, state_table_ddl
 
 Document = dict[str, Any]
@@ -38,13 +47,15 @@ class PostgresAdapter(TableClient):
         min_size: int = 1,
         max_size: int = 10,
         create_table: bool = True,
-        connect_timeout: float = 10.0,
-        command_timeout: float | None = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
                          create_table=create_table, connect_timeout=connect_timeout,
-                         command_timeout=command_timeout, pool_options=pool_options)
+                         command_timeout=command_timeout, pool_options=pool_options,
+                         operation_timeout=operation_timeout)
         name = qualified(self.schema, self.table)
         self._select = f"SELECT data::text, version FROM {name} WHERE key = $1"
         self._upsert = (
@@ -72,7 +83,7 @@ class PostgresAdapter(TableClient):
         row = await self._run(f"load of {key!r}", lambda c: c.fetchrow(self._select, key))
         if row is None:
             return None, 0
-        return codec.decode(from_jsonb(row[0]), backend=self.name, key=key), int(row[1])
+        return codec.decode_document(from_jsonb(row[0]), backend=self.name, key=key), int(row[1])
 
     async def save(self, key: str, document: Document) -> None:
         data = to_jsonb(codec.encode(document))

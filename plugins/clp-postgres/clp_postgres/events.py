@@ -18,7 +18,16 @@ from clp_core.events import (
     snapshot_to_json,
 )
 
-from ._common import DEFAULT_DSN, TableClient, from_jsonb, qualified, to_jsonb
+from ._common import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DSN,
+    DEFAULT_OPERATION_TIMEOUT,
+    TableClient,
+    from_jsonb,
+    qualified,
+    to_jsonb,
+)
 from .schema import create_tables, event_tables_ddl, snapshots_table_name
 
 _NO_LIMIT = 2**62
@@ -45,13 +54,15 @@ class PostgresEventStore(TableClient):
         min_size: int = 1,
         max_size: int = 10,
         create_table: bool = True,
-        connect_timeout: float = 10.0,
-        command_timeout: float | None = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
                          create_table=create_table, connect_timeout=connect_timeout,
-                         command_timeout=command_timeout, pool_options=pool_options)
+                         command_timeout=command_timeout, pool_options=pool_options,
+                         operation_timeout=operation_timeout)
         self.snapshots_table = snapshots_table_name(self.table)
         events, snapshots = qualified(self.schema, self.table), qualified(self.schema, self.snapshots_table)
         self._append = (

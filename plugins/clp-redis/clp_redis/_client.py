@@ -2,38 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import urllib.parse
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clp_core.errors import ConfigError, CorruptStateError, StorageError
+from clp_core.errors import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ConfigError, CorruptStateError, StorageError
 
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
-#: Client options used unless the caller (or the URL's query) says otherwise. redis-py's own
-#: default retries a dead server ten times with backoff; a commit should fail in well under a
-#: second instead. Retrying is safe: every write this package sends is idempotent (see the
-#: scripts), so a command resent after a lost reply cannot apply twice.
-DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 5.0,
-    "socket_connect_timeout": 5.0,
-}
+#: URL query options (and keyword arguments) that bound how long one operation may take,
+#: in seconds, and how often it is retried: ``timeout`` (each read or write on the socket),
+#: ``connect_timeout`` (opening a connection), ``retries`` (attempts after the first, on a
+#: connection error or a timeout) and ``operation_timeout`` (the whole operation, retries and
+#: backoff included). The defaults bound one failed operation to 5 s in all. Retrying is
+#: safe: every write this package sends is idempotent (see the scripts), so a command resent
+#: after a lost reply cannot apply twice.
+TIMEOUT_OPTIONS = ("timeout", "connect_timeout", "retries", "operation_timeout")
 
 
-def default_retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+@attrs.frozen
+class Timeouts:
+    timeout: float = 1.5
+    connect_timeout: float = 1.0
+    retries: int = 2
+    operation_timeout: float = 5.0
+    #: whether this package makes every attempt itself (redis-py's own retries off), so it can
+    #: tell an operation that never reached the server from one that may have
+    own_retries: bool = True
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Timeouts:
+        values: dict[str, Any] = {}
+        for name in TIMEOUT_OPTIONS:
+            if name not in options or options[name] is None:
+                continue
+            raw = options[name]
+            try:
+                number = int(raw) if name == "retries" else float(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}={raw!r}: not a number") from None
+            if isinstance(raw, bool) or not math.isfinite(number) or number < 0 or (name != "retries" and number == 0):
+                raise ConfigError(f"{name}={raw!r}: must be a positive number"
+                                  + (" (or 0 retries)" if name == "retries" else ""))
+            values[name] = number
+        return cls(**values)
+
+
+def _backoff(failures: int) -> float:
+    return float(min(0.2, 0.02 * 2 ** (failures - 1)))
 
 
 def split_url(url: str, ours: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """Take this package's own query parameters (``prefix``, ``ttl``) out of ``url``; the rest
-    of the query (``socket_timeout``, ``ssl_cert_reqs``...) is left for redis-py."""
+    """Take this package's own query parameters (``prefix``, ``ttl``, :data:`TIMEOUT_OPTIONS`)
+    out of ``url``; the rest of the query (``ssl_cert_reqs``...) is left for redis-py."""
+    ours = ours + TIMEOUT_OPTIONS
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"not a Redis URL (redis://, rediss:// or unix://): {_safe(url)}")
@@ -58,11 +92,17 @@ def _safe(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
 
 
-def make_client(url: str, options: dict[str, Any]) -> aioredis.Redis:
-    merged = {**DEFAULT_CLIENT_OPTIONS, **options}
-    merged.setdefault("retry", default_retry())
+def make_client(url: str, options: dict[str, Any], timeouts: Timeouts) -> tuple[aioredis.Redis, Timeouts]:
+    """A client whose socket timeouts are ``timeouts``'; redis-py's own retries are turned off
+    (this package retries, see :func:`call`) unless ``options`` passes a ``retry``."""
+    merged: dict[str, Any] = {"socket_timeout": timeouts.timeout, "socket_connect_timeout": timeouts.connect_timeout,
+                              **options}
+    if "retry" not in options:
+        merged["retry"] = Retry(NoBackoff(), 0)
+    else:
+        timeouts = attrs.evolve(timeouts, own_retries=False)
     merged["decode_responses"] = False  # values are bytes; this package decodes them
-    return aioredis.from_url(url, **merged)
+    return aioredis.from_url(url, **merged), timeouts
 
 
 def describe(client: aioredis.Redis) -> str:
@@ -82,11 +122,36 @@ def decode_key(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
 
-async def call(awaitable: Awaitable[T], *, backend: str, where: str, what: str, key: str) -> T:
-    """Await a redis-py call; whatever goes wrong comes out as a :class:`StorageError` (or a
-    :class:`CorruptStateError` when the stored value is not what this package writes)."""
+def _before_sending(exc: BaseException) -> bool:
+    """Whether ``exc`` proves the command was never sent: the connection could not be opened."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError) and " connecting to " in f" {exc}"
+
+
+async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str, what: str, key: str,
+               timeouts: Timeouts | None = None) -> T:
+    """Await ``factory()``, retrying connection errors and timeouts ``timeouts.retries`` times
+    within ``timeouts.operation_timeout`` seconds; whatever goes wrong comes out as a
+    :class:`StorageError` (or a :class:`CorruptStateError` when the stored value is not what
+    this package writes). Its ``outcome`` is ``"not_applied"`` only when no attempt reached the
+    server (every connection was refused or timed out while connecting); otherwise
+    ``"unknown"``: a write may have been applied, whatever the last attempt said."""
+    timeouts = timeouts or Timeouts()
+    attempts: list[BaseException] = []
+    deadline = asyncio.timeout(timeouts.operation_timeout)
     try:
-        return await awaitable
+        async with deadline:
+            while True:
+                try:
+                    return await factory()
+                except ResponseError:
+                    raise
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    attempts.append(exc)
+                    if len(attempts) > timeouts.retries:
+                        raise
+                await asyncio.sleep(_backoff(len(attempts)))
     except ResponseError as exc:
         text = str(exc)
         if "WRONGTYPE" in text or "CLP_CORRUPT" in text:
@@ -94,8 +159,15 @@ async def call(awaitable: Awaitable[T], *, backend: str, where: str, what: str, 
                 f"stored value for key {key!r} is not a CLP value: {text}", backend=backend) from None
         raise StorageError(f"{what} of {key!r} at {where} failed: {text}", backend=backend) from exc
     except (RedisError, OSError) as exc:
+        if deadline.expired():
+            raise StorageError(
+                f"{what} of {key!r} at {where} did not finish within operation_timeout="
+                f"{timeouts.operation_timeout:g} s ({len(attempts)} failed attempts before)", backend=backend) from exc
+        proven = timeouts.own_retries and all(_before_sending(error) for error in attempts)
+        tries = f" after {len(attempts)} attempts" if len(attempts) > 1 else ""
         raise StorageError(
-            f"{what} of {key!r} at {where} failed: {type(exc).__name__}: {exc}", backend=backend) from exc
+            f"{what} of {key!r} at {where} failed{tries}: {type(exc).__name__}: {exc}", backend=backend,
+            outcome=OUTCOME_NOT_APPLIED if proven else OUTCOME_UNKNOWN) from exc
 
 
 async def close_client(client: aioredis.Redis) -> None:

@@ -18,14 +18,27 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import redis.asyncio as aioredis
 
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError
 from clp_core.storage import codec
 
-from ._client import DEFAULT_URL, call, close_client, decode_key, describe, encode_key, make_client, split_url
+from ._client import (
+    DEFAULT_URL,
+    TIMEOUT_OPTIONS,
+    Timeouts,
+    call,
+    close_client,
+    decode_key,
+    describe,
+    encode_key,
+    make_client,
+    split_url,
+)
 
 Document = dict[str, Any]
 
@@ -79,7 +92,9 @@ class RedisAdapter:
     """CLP storage in Redis (``redis.asyncio``, a connection pool per adapter).
 
     ``url`` is a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; its query may also
-    set ``prefix`` and ``ttl``, and any redis-py connection option (``socket_timeout=2``).
+    set ``prefix``, ``ttl``, the time limits ``timeout``, ``connect_timeout``, ``retries`` and
+    ``operation_timeout`` (see :class:`clp_redis._client.Timeouts`; the defaults bound one
+    failed operation to 5 s), and any redis-py connection option.
     Keys are stored as ``prefix + key``, so any string is a valid key. With ``ttl``
     (seconds) every save (re)sets the key's expiry; without it saved keys never expire.
 
@@ -100,6 +115,8 @@ class RedisAdapter:
         **client_options: Any,
     ) -> None:
         url, from_url = split_url(url, ("prefix", "ttl"))
+        timeouts = Timeouts.from_options({**from_url, **{k: client_options.pop(k) for k in TIMEOUT_OPTIONS
+                                                          if k in client_options}})
         if prefix is None:
             prefix = from_url.get("prefix", "clp:")
         if ttl is None and from_url.get("ttl"):
@@ -113,7 +130,12 @@ class RedisAdapter:
         self.ttl = ttl
         self._ttl_ms = _ttl_ms(ttl)
         self._owns_client = client is None
-        self.client: aioredis.Redis = client if client is not None else make_client(url, client_options)
+        if client is None:
+            client, timeouts = make_client(url, client_options, timeouts)
+        else:
+            timeouts = attrs.evolve(timeouts, own_retries=False)
+        self.client: aioredis.Redis = client
+        self.timeouts = timeouts
         self._where = describe(self.client)
         self._save_versioned = self.client.register_script(SAVE_VERSIONED)
         self._save = self.client.register_script(SAVE)
@@ -126,8 +148,8 @@ class RedisAdapter:
         """The Redis key that holds ``key``'s document."""
         return encode_key(self.prefix + key)
 
-    async def _call(self, awaitable: Any, what: str, key: str) -> Any:
-        return await call(awaitable, backend=self.name, where=self._where, what=what, key=key)
+    async def _call(self, factory: Callable[[], Awaitable[Any]], what: str, key: str) -> Any:
+        return await call(factory, backend=self.name, where=self._where, what=what, key=key, timeouts=self.timeouts)
 
     # -- StorageAdapter ----------------------------------------------------------------
     async def load(self, key: str) -> Document | None:
@@ -136,10 +158,11 @@ class RedisAdapter:
     async def save(self, key: str, document: Document) -> None:
         encoded = codec.encode(document).encode("utf-8")
         token = uuid.uuid4().hex
-        await self._call(self._save(keys=[self.redis_key(key)], args=[encoded, token, self._ttl_ms]), "save", key)
+        await self._call(lambda: self._save(keys=[self.redis_key(key)], args=[encoded, token, self._ttl_ms]),
+                         "save", key)
 
     async def delete(self, key: str) -> None:
-        await self._call(self.client.delete(self.redis_key(key)), "delete", key)
+        await self._call(lambda: self.client.delete(self.redis_key(key)), "delete", key)
 
     async def keys(self, prefix: str = "") -> list[str]:
         """The stored keys that start with ``prefix``, sorted: ``SCAN`` of this adapter's
@@ -168,7 +191,7 @@ class RedisAdapter:
 
     # -- VersionedStorage --------------------------------------------------------------
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
-        version, data = await self._call(self.client.hmget(self.redis_key(key), ["v", "d"]), "load", key)
+        version, data = await self._call(lambda: self.client.hmget(self.redis_key(key), ["v", "d"]), "load", key)
         if version is None and data is None:
             return None, 0
         if version is None or data is None:
@@ -179,14 +202,14 @@ class RedisAdapter:
         except ValueError:
             raise CorruptStateError(f"stored version of key {key!r} is not a number: {version[:40]!r}",
                                     backend=self.name) from None
-        return codec.decode(data, backend=self.name, key=key), number
+        return codec.decode_document(data, backend=self.name, key=key), number
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
         encoded = codec.encode(document).encode("utf-8")
         token = uuid.uuid4().hex
-        script = self._save_versioned(
-            keys=[self.redis_key(key)], args=[int(expected_version), encoded, token, self._ttl_ms])
-        ok, version = await self._call(script, "versioned save", key)
+        args: list[Any] = [int(expected_version), encoded, token, self._ttl_ms]
+        ok, version = await self._call(
+            lambda: self._save_versioned(keys=[self.redis_key(key)], args=args), "versioned save", key)
         if not ok:
             raise ConflictError(f"key {key!r} is at version {version}, not {expected_version}", backend=self.name)
         return int(version)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import redis.asyncio as aioredis
 
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError
@@ -31,7 +33,18 @@ from clp_core.events import (
     snapshot_to_json,
 )
 
-from ._client import DEFAULT_URL, call, close_client, decode_key, describe, encode_key, make_client, split_url
+from ._client import (
+    DEFAULT_URL,
+    TIMEOUT_OPTIONS,
+    Timeouts,
+    call,
+    close_client,
+    decode_key,
+    describe,
+    encode_key,
+    make_client,
+    split_url,
+)
 
 #: KEYS[1] the stream, KEYS[2] the aggregates set. ARGV: the expected last entry id ("" for an
 #: empty stream), the new id, the event, the aggregate id, a random token naming this append.
@@ -79,13 +92,20 @@ class RedisEventStore:
         **client_options: Any,
     ) -> None:
         url, from_url = split_url(url, ("prefix",))
+        timeouts = Timeouts.from_options({**from_url, **{k: client_options.pop(k) for k in TIMEOUT_OPTIONS
+                                                          if k in client_options}})
         if prefix is None:
             prefix = from_url.get("prefix", "clp:events:")
         if not isinstance(prefix, str):
             raise ConfigError("prefix must be a string")
         self.prefix = prefix
         self._owns_client = client is None
-        self.client: aioredis.Redis = client if client is not None else make_client(url, client_options)
+        if client is None:
+            client, timeouts = make_client(url, client_options, timeouts)
+        else:
+            timeouts = attrs.evolve(timeouts, own_retries=False)
+        self.client: aioredis.Redis = client
+        self.timeouts = timeouts
         self._where = describe(self.client)
         self._append = self.client.register_script(APPEND)
         self._aggregates_key = encode_key(prefix + "aggregates")
@@ -100,8 +120,8 @@ class RedisEventStore:
     def snapshots_key(self, aggregate_id: str) -> bytes:
         return encode_key(f"{self.prefix}snapshots:{aggregate_id}")
 
-    async def _call(self, awaitable: Any, what: str, key: str) -> Any:
-        return await call(awaitable, backend=self.name, where=self._where, what=what, key=key)
+    async def _call(self, factory: Callable[[], Awaitable[Any]], what: str, key: str) -> Any:
+        return await call(factory, backend=self.name, where=self._where, what=what, key=key, timeouts=self.timeouts)
 
     def _seq_of(self, entry_id: bytes, aggregate_id: str) -> int:
         match = _ID.fullmatch(entry_id)
@@ -117,11 +137,9 @@ class RedisEventStore:
             raise ConflictError(f"event seq {event.seq} does not follow {expected_seq}", backend=self.name)
         raw = event_to_json(event).encode("utf-8")
         expected_id = f"0-{expected_seq}" if expected_seq > 0 else ""
-        script = self._append(
-            keys=[self.stream_key(aggregate), self._aggregates_key],
-            args=[expected_id, f"0-{event.seq}", raw, encode_key(aggregate), uuid.uuid4().hex],
-        )
-        ok, last_id = await self._call(script, "append", aggregate)
+        keys = [self.stream_key(aggregate), self._aggregates_key]
+        args: list[Any] = [expected_id, f"0-{event.seq}", raw, encode_key(aggregate), uuid.uuid4().hex]
+        ok, last_id = await self._call(lambda: self._append(keys=keys, args=args), "append", aggregate)
         if not ok:
             last = self._seq_of(last_id, aggregate) if last_id else 0
             raise ConflictError(f"stream {aggregate!r} is at {last}, not {expected_seq}", backend=self.name)
@@ -134,8 +152,10 @@ class RedisEventStore:
             return []
         events: list[Event] = []
         while True:
+            first = f"0-{start}"
             entries = await self._call(
-                self.client.xrange(key, f"0-{start}", end, count=PAGE), "read of events", aggregate_id)
+                lambda first=first: self.client.xrange(key, first, end, count=PAGE),  # type: ignore[misc]
+                "read of events", aggregate_id)
             for entry_id, fields in entries:
                 seq = self._seq_of(entry_id, aggregate_id)
                 raw = fields.get(b"e")
@@ -152,26 +172,32 @@ class RedisEventStore:
 
     async def last_seq(self, aggregate_id: str) -> int:
         entries = await self._call(
-            self.client.xrevrange(self.stream_key(aggregate_id), "+", "-", count=1), "read of last seq", aggregate_id)
+            lambda: self.client.xrevrange(self.stream_key(aggregate_id), "+", "-", count=1),
+            "read of last seq", aggregate_id)
         return self._seq_of(entries[0][0], aggregate_id) if entries else 0
 
     async def save_snapshot(self, aggregate_id: str, snapshot: Snapshot) -> None:
         key = self.snapshots_key(aggregate_id)
         raw = snapshot_to_json(snapshot).encode("utf-8")
-        pipe = self.client.pipeline(transaction=True)  # MULTI ... EXEC: one round trip
-        pipe.zremrangebyscore(key, snapshot.seq, snapshot.seq)  # a newer snapshot of one seq replaces it
-        pipe.zadd(key, {raw: snapshot.seq})
-        await self._call(pipe.execute(), "snapshot save", aggregate_id)
+
+        def save() -> Awaitable[Any]:
+            pipe = self.client.pipeline(transaction=True)  # MULTI ... EXEC: one round trip
+            pipe.zremrangebyscore(key, snapshot.seq, snapshot.seq)  # a newer snapshot of one seq replaces it
+            pipe.zadd(key, {raw: snapshot.seq})
+            return pipe.execute()
+
+        await self._call(save, "snapshot save", aggregate_id)
 
     async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Snapshot | None:
         top = "+inf" if at_or_before is None else at_or_before
         found = await self._call(
-            self.client.zrevrangebyscore(self.snapshots_key(aggregate_id), top, "-inf", start=0, num=1),
+            lambda: self.client.zrevrangebyscore(self.snapshots_key(aggregate_id), top, "-inf", start=0, num=1),
             "snapshot load", aggregate_id)
         return snapshot_from_json(found[0], backend=self.name) if found else None
 
     async def aggregates(self) -> list[str]:
-        members = await self._call(self.client.smembers(self._aggregates_key), "read of aggregates", "aggregates")
+        members = await self._call(lambda: self.client.smembers(self._aggregates_key), "read of aggregates",
+                                   "aggregates")
         return sorted(decode_key(member) for member in members)
 
     async def delete(self, aggregate_id: str) -> None:

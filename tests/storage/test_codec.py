@@ -1,0 +1,77 @@
+"""clp_core.storage.codec: strict decoding and the document check every adapter shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clp_core.errors import CorruptStateError, StateValueError
+from clp_core.storage import codec
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format":"clp/1","data":{"x":NaN}}',
+        '{"format":"clp/1","data":{"x":Infinity}}',
+        '{"format":"clp/1","data":{"x":-Infinity}}',
+        '{"format":"clp/1","data":{"x":1e999}}',
+    ],
+    ids=["nan", "infinity", "minus-infinity", "overflow"],
+)
+def test_non_finite_numbers_are_corrupt(text: str) -> None:
+    with pytest.raises(CorruptStateError, match="'k'"):
+        codec.decode(text, backend="test", key="k")
+
+
+@pytest.mark.parametrize("depth", [codec.MAX_NESTING, 10_000, 100_000])
+def test_over_deep_json_is_corrupt_not_recursion_error(depth: int) -> None:
+    text = '{"format":"clp/1","data":' + "[" * depth + "]" * depth + "}"
+    with pytest.raises(CorruptStateError, match="nests deeper"):
+        codec.decode(text, backend="test", key="k")
+
+
+def test_nesting_up_to_the_limit_decodes() -> None:
+    depth = codec.MAX_NESTING - 1  # the envelope is one level
+    text = '{"format":"clp/1","data":' + "[" * depth + "]" * depth + "}"
+    assert codec.decode(text, backend="test", key="k") is not None
+
+
+@pytest.mark.parametrize("data", ["null", "[]", "1", '"text"', "true"])
+def test_check_document_refuses_what_is_not_an_object(data: str) -> None:
+    text = '{"format":"clp/1","data":' + data + "}"
+    with pytest.raises(CorruptStateError, match=r"\[test\].*'k'.*not an object"):
+        codec.decode_document(text, backend="test", key="k")
+    with pytest.raises(CorruptStateError):
+        codec.check_document(codec.decode(text, backend="test", key="k"), key="k", backend="test")
+
+
+def test_check_document_returns_the_document() -> None:
+    document = {"state": {"d": dt.date(2024, 1, 2)}}
+    assert codec.check_document(document, key="k", backend="t") is document
+    assert codec.decode_document(codec.encode(document), backend="t", key="k") == document
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"x": float("nan")},
+        {"x": float("inf")},
+        {"x": object()},
+        {"x": "lone \ud800 surrogate"},
+        {"x": {1, 2}},
+    ],
+    ids=["nan", "inf", "object", "surrogate", "set"],
+)
+def test_encode_refuses_what_cannot_be_stored(document: dict[str, object]) -> None:
+    with pytest.raises(StateValueError, match="cannot be stored"):
+        codec.encode(document)
+
+
+def test_encode_refuses_over_deep_documents() -> None:
+    deep: list[object] = []
+    for _ in range(10_000):
+        deep = [deep]
+    with pytest.raises(StateValueError, match="deeper"):
+        codec.encode({"x": deep})
