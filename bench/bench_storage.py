@@ -78,7 +78,7 @@ from _common import (
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
 import clp_core as clp
-from clp_core.storage import codec
+from clp_core import codec
 from clp_core.storage.filesystem import key_to_filename
 from clp_core.testing.multiprocess import run_increments
 

@@ -15,10 +15,10 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import cattrs
 
+from . import codec
 from .errors import ConflictError, CorruptStateError, HistoryError
 from .log import GuardOutcome, LogEntry, TransitionResult
 from .state import Change, State, Writer, plain
-from .storage import codec
 
 FORMAT_VERSION = 1
 

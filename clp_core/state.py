@@ -25,7 +25,7 @@ _SCALARS = (str, int, float, bool, type(None), _dt.date)  # datetime is a date
 #: The deepest a value may sit in state: a path has at most ``MAX_DEPTH`` segments, and no
 #: value written at a path of ``n`` segments may nest more than ``MAX_DEPTH - n`` levels of
 #: containers. Checked at write time (paths, effect results, ``ops``, replayed changes), so
-#: whatever commits can be stored and read back (see :data:`clp_core.storage.codec.MAX_NESTING`).
+#: whatever commits can be stored and read back (see :data:`clp_core.codec.MAX_NESTING`).
 MAX_DEPTH = 100
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clp_core import ops
+from clp_core import codec, ops
 from clp_core.errors import ClpError, NestingError, PathError
 from clp_core.state import MAX_COPY_DEPTH, MAX_DEPTH, Change, Writer, array_index, copy_value, lookup, parse_path, plain
-from clp_core.storage import codec
 
 
 def _path(n: int) -> str:

@@ -23,8 +23,8 @@ from typing import ClassVar
 import aiofiles
 import aiofiles.os
 
+from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
-from . import codec
 from .base import Document
 
 _MAX_NAME = 200

@@ -17,8 +17,8 @@ import sys
 import urllib.parse
 from typing import Protocol
 
+from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
-from . import codec
 from .base import Document
 
 BACKEND = "localstorage"

@@ -7,8 +7,8 @@ failing in production."""
 
 from __future__ import annotations
 
+from .. import codec
 from ..errors import ConflictError
-from . import codec
 from .base import Document
 
 

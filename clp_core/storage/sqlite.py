@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
-from . import codec
 from .base import Document
 
 T = TypeVar("T")

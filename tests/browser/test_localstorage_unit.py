@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import clp_core as clp
+from clp_core import codec
 from clp_core.errors import ConflictError, CorruptStateError, StorageError
-from clp_core.storage import codec
 from clp_core.storage.localstorage import LocalStorageAdapter
 from clp_core.testing.storage import StorageAdapterSuite
 

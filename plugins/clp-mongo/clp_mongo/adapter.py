@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from clp_core import codec
 from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.storage import codec
 from clp_core.storage.base import Document
 
 from ._common import DEFAULT_URL, MongoBase, is_duplicate_key

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from clp_core import codec
 from clp_core.errors import ConflictError
-from clp_core.storage import codec
 
 from ._common import (
     DEFAULT_COMMAND_TIMEOUT,

@@ -24,8 +24,8 @@ from typing import Any
 import attrs
 import redis.asyncio as aioredis
 
+from clp_core import codec
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError
-from clp_core.storage import codec
 
 from ._client import (
     DEFAULT_URL,

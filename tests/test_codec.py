@@ -1,4 +1,4 @@
-"""clp_core.storage.codec: strict decoding and the document check every adapter shares."""
+"""clp_core.codec: strict decoding and the document check every adapter shares."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from clp_core import codec
 from clp_core.errors import CorruptStateError, StateValueError
-from clp_core.storage import codec
 
 
 @pytest.mark.parametrize(

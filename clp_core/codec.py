@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from ..errors import CorruptStateError, StateValueError
+from .errors import CorruptStateError, StateValueError
 
 FORMAT = "clp/1"
 
