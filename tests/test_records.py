@@ -68,10 +68,10 @@ async def test_every_record_is_json_and_prints_as_plain_data() -> None:
     assert commit.to_dict()["state_diff"][0] == {"op": "set", "path": "flights.CL1.seats", "value": 1,
                                                  "start": None, "delete_count": None}
     assert commit.to_dict()["guard_outcomes"] == [{"name": "too_many", "denied": False}]
-    intent = clp.Intent("book", {"flight": "CL1", "extras": {"meal": ["veg"]}})
+    intent = clp.Intent("book", {"flight": "CL1", "extras": {"meal": ["veg"]}}, id="order-1")
     assert json.dumps(intent.payload) == '{"flight": "CL1", "extras": {"meal": ["veg"]}}'
     assert intent.to_dict() == {"name": "book", "payload": {"flight": "CL1", "extras": {"meal": ["veg"]}},
-                                "complete": False, "source": "user"}
+                                "complete": False, "source": "user", "id": "order-1"}
     proposal = clp.Proposal({"passengers": 2})
     assert json.dumps(proposal.values) == '{"passengers": 2}'
     assert proposal.to_dict() == {"values": {"passengers": 2}, "source": "ai"}

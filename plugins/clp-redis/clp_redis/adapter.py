@@ -173,7 +173,7 @@ class RedisAdapter:
         cursor: Any = 0
         while True:
             cursor, batch = await self._call(
-                self.client.scan(cursor, match=pattern, count=1000, _type="hash"), "scan", prefix)
+                lambda: self.client.scan(cursor, match=pattern, count=1000, _type="hash"), "scan", prefix)
             for raw in batch:
                 key = decode_key(raw)
                 if key.startswith(self.prefix + prefix):

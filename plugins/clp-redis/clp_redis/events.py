@@ -202,19 +202,25 @@ class RedisEventStore:
 
     async def delete(self, aggregate_id: str) -> None:
         """``DEL`` the stream and its snapshots and drop the id from the aggregates set, in one ``MULTI``."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.stream_key(aggregate_id), self.snapshots_key(aggregate_id))
-        pipe.srem(self._aggregates_key, encode_key(aggregate_id))
-        await self._call(pipe.execute(), "delete", aggregate_id)
+        def delete() -> Awaitable[Any]:  # a new MULTI for each attempt
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self.stream_key(aggregate_id), self.snapshots_key(aggregate_id))
+            pipe.srem(self._aggregates_key, encode_key(aggregate_id))
+            return pipe.execute()
+
+        await self._call(delete, "delete", aggregate_id)
 
     async def prune(self, aggregate_id: str, before: int) -> int:
         """``XTRIM MINID`` (exact) the stream and drop the older snapshots: the stream keeps its
         last entry, so its ids, and appends, go on."""
         point = await prune_point(self, aggregate_id, before)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xtrim(self.stream_key(aggregate_id), minid=f"0-{point}", approximate=False)
-        pipe.zremrangebyscore(self.snapshots_key(aggregate_id), "-inf", f"({point}")
-        await self._call(pipe.execute(), "prune", aggregate_id)
+        def prune() -> Awaitable[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xtrim(self.stream_key(aggregate_id), minid=f"0-{point}", approximate=False)
+            pipe.zremrangebyscore(self.snapshots_key(aggregate_id), "-inf", f"({point}")
+            return pipe.execute()
+
+        await self._call(prune, "prune", aggregate_id)
         return point
 
     async def close(self) -> None:
