@@ -32,6 +32,11 @@ class History:
         return self  # type: ignore[return-value]  # History is only ever mixed into Runtime
 
     # -- event sourcing and sagas -------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        """The aggregate's last event sequence number as this runtime knows it (0 without an event store)."""
+        return self._persistence.seq if isinstance(self._persistence, EventPersistence) else 0
+
     def _events(self, what: str) -> EventPersistence:
         if not isinstance(self._persistence, EventPersistence):
             raise ConfigError(f"{what}() needs a runtime created with event_store=...")

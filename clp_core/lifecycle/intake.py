@@ -10,12 +10,25 @@ from typing import Any
 import attrs
 
 from ..contract import CompiledIntent, Contract, Guard
-from ..errors import ProposalError, UnknownIntentError, ValidationError
+from ..errors import ConfigError, NestingError, ProposalError, UnknownIntentError, ValidationError
 from ..log import Intent, Proposal, Proposed
 from ..state import State, StateView, plain
 from ..validation import Validator
 
 AIProvider = Callable[[Intent], Any]
+
+
+def providers_of(ai_provider: Any, contract: Contract) -> list[AIProvider]:
+    """The providers in ``ai_provider``: one callable, or a mapping of intent name to one."""
+    if ai_provider is None:
+        return []
+    providers = dict(ai_provider) if isinstance(ai_provider, Mapping) else {None: ai_provider}
+    if not all(callable(p) for p in providers.values()):
+        raise ConfigError("ai_provider must be callable (sync or async), a dict of intent name to one, or None")
+    unknown = sorted(str(k) for k in set(providers) - {None, *contract.intents})
+    if unknown:
+        raise ConfigError(f"ai_provider names {unknown}, which are not intents of the contract")
+    return list(providers.values())
 
 
 def is_complete(compiled: CompiledIntent, payload: Mapping[str, Any]) -> bool:
@@ -136,7 +149,7 @@ class Intake:
                     raise error from None
                 self.failures.append(error)
                 return {k: plain(v) for k, v in values.items()}
-        except RecursionError:  # a cyclic or absurdly deep value
+        except NestingError:  # a cyclic or absurdly deep value
             raise ValidationError(where, [{"field": "<payload>", "expected": "a finite, reasonably nested value",
                                            "got": "cyclic or too deeply nested"}]) from None
 

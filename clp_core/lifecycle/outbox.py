@@ -9,12 +9,15 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import StorageError
-from ..log import AuditLog, LogEntry
+from ..errors import ClpError, GuardDeniedError, StorageError
+from ..log import AuditLog, Intent, LogEntry, Proposal
 from ..plugins import HookRunner
 from ..state import Path, State, StateView, parse_path, touches
+
+if TYPE_CHECKING:
+    from .commit import CommitResult
 
 logger = logging.getLogger("clp")
 
@@ -67,6 +70,23 @@ class Outbox:
         if self.hooks.has(hook):
             for error in await self.hooks.call_quietly(hook, **kwargs):
                 await self.report(error, hook)
+
+
+    async def refused(
+        self, result: CommitResult | None, error: ClpError, intent: Intent | None, staged: Proposal | None
+    ) -> None:
+        """After a failed commit: ``on_guard_deny`` for a denial (then the suggestion's fate),
+        ``on_error`` for anything else."""
+        if not isinstance(error, GuardDeniedError) or result is None or result.denied is None:
+            await self.report(error, "commit")
+            return
+        errors = await self.hooks.call_quietly("on_guard_deny", guard=result.denied, context=result.context)
+        if result.suggestion_error is not None:
+            await self.report(result.suggestion_error, "suggest")
+        if result.suggestion is not None and staged is not None and intent is not None:
+            await self.after("after_propose", intent=intent, proposal=staged)
+        for failure in errors:
+            await self.report(failure, "on_guard_deny")
 
 
 class Subscribers:

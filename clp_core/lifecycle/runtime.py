@@ -20,7 +20,6 @@ from ..errors import (
     ConfigError,
     ConflictError,
     EffectError,
-    GuardDeniedError,
     IncompleteIntentError,
     NoIntentError,
     NoMatchingIntentError,
@@ -40,7 +39,7 @@ from . import commit
 from .commit import CommitResult
 from .courier import Courier, Handler
 from .history import History
-from .intake import AIProvider, Intake
+from .intake import AIProvider, Intake, providers_of
 from .outbox import Outbox, Subscriber, Subscribers
 from .phase import Phase
 
@@ -75,12 +74,7 @@ class Runtime(History):
     ) -> None:
         self.options = {k: v for k, v in locals().items() if k not in ("self", "contract", "ai_provider")}
         contract = compiled(contract)
-        providers = dict(ai_provider) if isinstance(ai_provider, Mapping) else {}
-        if not all(callable(p) for p in providers.values() or [ai_provider]) and ai_provider is not None:
-            raise ConfigError("ai_provider must be callable (sync or async), a dict of intent name to one, or None")
-        unknown = sorted(set(providers) - set(contract.intents))
-        if unknown:
-            raise ConfigError(f"ai_provider names {unknown}, which are not intents of the contract")
+        providers = providers_of(ai_provider, contract)
         if not isinstance(storage_key, str) or not storage_key:
             raise ConfigError("storage_key must be a non-empty string")
         if not isinstance(snapshot_every, int) or snapshot_every < 1:
@@ -121,7 +115,7 @@ class Runtime(History):
         self._intent: Intent | None = None
         self._staged: Proposal | None = None
         self._lock = asyncio.Lock()
-        for provider in providers.values() if isinstance(ai_provider, Mapping) else [ai_provider]:
+        for provider in providers:
             bind = getattr(provider, "bind", None)
             if callable(bind):  # a provider that wants the intents' JSON Schemas (clp-llm)
                 bind(self)
@@ -196,11 +190,6 @@ class Runtime(History):
     @property
     def staged_proposal(self) -> Proposal | None:
         return self._staged
-
-    @property
-    def last_seq(self) -> int:
-        """The aggregate's last event sequence number as this runtime knows it (0 without an event store)."""
-        return self._persistence.seq if isinstance(self._persistence, EventPersistence) else 0
 
     def subscribe(self, path: str, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(state)`` after each commit that changed something at, under or
@@ -352,15 +341,15 @@ class Runtime(History):
                                               self._persistence.records, self.storage_key)
                 try:
                     return await self._keep(intent, result, phase)
-                except ConflictError:
+                except ConflictError as conflict:
                     if tries > self.max_conflict_retries:
-                        raise
+                        raise ConflictError.exhausted(tries, conflict) from conflict
                     # full jitter, exponential up to 128 ms, so a loser does not keep losing
                     await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(tries - 1, 7)))
                     self._state = await self._persistence.load()
             raise AssertionError("unreachable")  # pragma: no cover
         except ClpError as exc:
-            phase.on_failure = lambda error: self._commit_failed(result, error)
+            phase.on_failure = lambda error: self._outbox.refused(result, error, self._intent, self._staged)
             suggested = result is not None and result.suggestion is not None and self._staged is not None
             self._outbox.record(self._entry(
                 intent, "commit",
@@ -418,18 +407,6 @@ class Runtime(History):
 
     async def _notify(self, changed: list[tuple[str, ...]]) -> None:
         await self._subscribers.notify(changed, self._state, self._outbox)
-
-    async def _commit_failed(self, result: CommitResult | None, exc: ClpError) -> None:
-        if not isinstance(exc, GuardDeniedError) or result is None or result.denied is None:
-            await self._outbox.report(exc, "commit")
-            return
-        errors = await self.hooks.call_quietly("on_guard_deny", guard=result.denied, context=result.context)
-        if result.suggestion_error is not None:
-            await self._outbox.report(result.suggestion_error, "suggest")
-        if result.suggestion is not None and self._staged is not None and self._intent is not None:
-            await self._outbox.after("after_propose", intent=self._intent, proposal=self._staged)
-        for error in errors:
-            await self._outbox.report(error, "on_guard_deny")
 
 
 def create_runtime(
