@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from clp_core.errors import ConfigError
+from clp_core.plugin_api import ConfigError
 
 from ._plugin import DEFAULT_LOGGER, AuditPlugin
 from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clp_core import LogEntry, hookimpl
-from clp_core.log import entry_to_dict
+from clp_core.plugin_api import entry_to_dict
 
 from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
 

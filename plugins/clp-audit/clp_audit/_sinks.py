@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import IO, Any, Protocol
 
-from clp_core.errors import ConfigError
+from clp_core.plugin_api import ConfigError
 
 __all__ = ["JsonlFileSink", "LoggingSink", "Sink", "StructlogSink", "encode"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clp_core.plugins import Inactive, shared
+from clp_core.plugin_api import Inactive, shared
 
 from ._plugin import CIRCUIT_PHASES, BreakerPlugin, CircuitOpenError, default_is_failure
 

@@ -24,16 +24,18 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from purgatory.service._async.repository import AsyncRedisRepository
 
 from clp_core import hookimpl
-from clp_core.errors import (
+from clp_core.plugin_api import (
     ClpError,
     ConfigError,
     ConflictError,
     CorruptStateError,
     EffectError,
+    Intent,
+    LogEntry,
+    Proposal,
     ProposalError,
     StorageError,
 )
-from clp_core.log import Intent, LogEntry, Proposal
 
 logger = logging.getLogger("clp.breaker")
 

@@ -25,11 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core import hookimpl
-from clp_core.errors import ConflictError
-from clp_core.log import now
-from clp_core.resolve import resolve_storage
-from clp_core.state import plain
-from clp_core.storage import VersionedStorage
+from clp_core.plugin_api import ConflictError, VersionedStorage, now, plain, resolve_storage
 
 logger = logging.getLogger("clp.inspect")
 

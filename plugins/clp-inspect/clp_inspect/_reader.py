@@ -21,10 +21,16 @@ from typing import Any
 
 import attrs
 
-from clp_core.errors import ClpError, HistoryError
-from clp_core.events import Event, apply_events, replay
-from clp_core.resolve import resolve_event_store, resolve_storage
-from clp_core.state import plain
+from clp_core.plugin_api import (
+    ClpError,
+    Event,
+    HistoryError,
+    apply_events,
+    plain,
+    replay,
+    resolve_event_store,
+    resolve_storage,
+)
 
 from ._live import INDEX_KEY, is_reserved, live_key
 
@@ -91,7 +97,7 @@ def redact(url: str | None) -> str | None:
 def _sqlite_tables(url: str) -> set[str] | None:
     """The tables of the SQLite file ``url`` names, read without writing; None for
     ``:memory:``. A missing file is an :class:`InspectError`."""
-    from clp_core.storage.plugin import sqlite_path
+    from clp_core.plugin_api import sqlite_path
 
     path = sqlite_path(url)
     if path in ("", ":memory:"):
@@ -114,7 +120,7 @@ def _scheme(url: str) -> str:
 
 
 def _event_store_schemes() -> set[str]:
-    from clp_core.plugins import registration_manager
+    from clp_core.plugin_api import registration_manager
 
     schemes: set[str] = set()
     for contributed in registration_manager().hook.register_event_stores():

@@ -28,9 +28,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from clp_core.errors import ClpError, HistoryError
-from clp_core.events import Event
-from clp_core.state import plain
+from clp_core.plugin_api import ClpError, Event, HistoryError, plain
 
 from . import __version__
 from ._reader import MISSING, InspectError, StoreReader, redact

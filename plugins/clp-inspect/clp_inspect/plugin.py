@@ -8,7 +8,7 @@ stack is imported only when the command runs.
 # typer itself is imported only when the command line is built.
 from typing import Annotated, Any
 
-from clp_core.hookspecs import hookimpl
+from clp_core.plugin_api import hookimpl
 
 name = "clp-inspect"
 

@@ -23,10 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clp_core.contract import compiled
-from clp_core.errors import ConfigError, ProposalError
-from clp_core.log import Proposed
-from clp_core.validation import intent_json_schema
+from clp_core.plugin_api import ConfigError, ProposalError, Proposed, compiled, intent_json_schema
 
 __version__ = "0.3.0"
 

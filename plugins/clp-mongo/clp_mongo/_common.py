@@ -12,7 +12,7 @@ from typing import Any
 from bson.errors import BSONError
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from clp_core.errors import ClpError, StorageError
+from clp_core.plugin_api import ClpError, StorageError
 
 DEFAULT_URL = "mongodb://127.0.0.1:27017"
 DEFAULT_DATABASE = "clp"

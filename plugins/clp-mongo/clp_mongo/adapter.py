@@ -6,8 +6,7 @@ import re
 from typing import Any
 
 from clp_core import codec
-from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.storage.base import Document
+from clp_core.plugin_api import ConflictError, CorruptStateError, Document
 
 from ._common import DEFAULT_URL, MongoBase, is_duplicate_key
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.events import (
+from clp_core.plugin_api import (
+    ConflictError,
+    CorruptStateError,
     Event,
     Snapshot,
     event_from_json,

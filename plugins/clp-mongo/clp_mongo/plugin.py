@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clp_core.hookspecs import hookimpl
+from clp_core.plugin_api import hookimpl
 
 name = "clp-mongo"
 

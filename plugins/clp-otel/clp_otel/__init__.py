@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clp_core.errors import ConfigError
+from clp_core.plugin_api import ConfigError
 
 from ._plugin import PHASES, SCOPE, OtelPlugin, error_type
 

@@ -17,7 +17,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from clp_core import Context, Guard, Intent, LogEntry, Proposal, hookimpl
-from clp_core.errors import HookError
+from clp_core.plugin_api import HookError
 
 __all__ = ["PHASES", "SCOPE", "OtelPlugin"]
 

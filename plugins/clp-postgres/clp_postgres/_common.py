@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from clp_core.errors import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ClpError, ConfigError, StorageError
+from clp_core.plugin_api import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ClpError, ConfigError, StorageError
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core import codec
-from clp_core.errors import ConflictError
+from clp_core.plugin_api import ConflictError
 
 from ._common import (
     DEFAULT_COMMAND_TIMEOUT,

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from clp_core.errors import ConflictError
-from clp_core.events import (
+from clp_core.plugin_api import (
+    ConflictError,
     Event,
     Snapshot,
     event_from_json,

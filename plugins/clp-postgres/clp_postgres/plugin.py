@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from clp_core.errors import ClpError
-from clp_core.hookspecs import hookimpl
+from clp_core.plugin_api import ClpError, hookimpl
 
 from ._common import split_url, url_kwargs
 

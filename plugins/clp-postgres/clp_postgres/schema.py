@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from clp_core.errors import StorageError
+from clp_core.plugin_api import StorageError
 
 from ._common import BACKEND, check_identifier, lock_key, qualified
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from clp_core.types import type_name
+from clp_core.plugin_api import type_name
 
 from ._types import DEPTH_ERROR, MAX_DEPTH, TYPE_ERROR
 

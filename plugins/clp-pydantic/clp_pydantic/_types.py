@@ -20,8 +20,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError, SchemaValidator
 from pydantic_core import core_schema as cs
 
-from clp_core.state import ListView
-from clp_core.types import FieldType
+from clp_core.plugin_api import FieldType, ListView
 
 #: Containers nested deeper than this in a payload value are refused: deeper (or cyclic)
 #: values would exhaust the interpreter's stack when the runtime copies them.

@@ -16,11 +16,16 @@ from pydantic import BaseModel, Field, RootModel, create_model, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import SchemaValidator
 
-from clp_core.contract import CompiledIntent, Contract
-from clp_core.errors import ConfigError, UnknownIntentError, ValidationError
-from clp_core.state import plain
-from clp_core.types import type_name
-from clp_core.validation import intent_json_schema
+from clp_core.plugin_api import (
+    CompiledIntent,
+    ConfigError,
+    Contract,
+    UnknownIntentError,
+    ValidationError,
+    intent_json_schema,
+    plain,
+    type_name,
+)
 
 from ._errors import convert
 from ._types import MAX_DEPTH, TooDeep, owned_copy, payload_validator, state_validator

@@ -15,8 +15,7 @@ from limits.aio import storage as aio_storage
 from limits.aio import strategies
 
 from clp_core import hookimpl
-from clp_core.errors import ClpError, ConfigError
-from clp_core.log import Intent
+from clp_core.plugin_api import ClpError, ConfigError, Intent
 
 logger = logging.getLogger("clp.ratelimit")
 

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clp_core.errors import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ConfigError, CorruptStateError, StorageError
+from clp_core.plugin_api import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ConfigError, CorruptStateError, StorageError
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ import attrs
 import redis.asyncio as aioredis
 
 from clp_core import codec
-from clp_core.errors import ConfigError, ConflictError, CorruptStateError
+from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError
 
 from ._client import (
     DEFAULT_URL,
@@ -173,7 +173,7 @@ class RedisAdapter:
         cursor: Any = 0
         while True:
             cursor, batch = await self._call(
-                lambda: self.client.scan(cursor, match=pattern, count=1000, _type="hash"), "scan", prefix)
+                lambda at=cursor: self.client.scan(at, match=pattern, count=1000, _type="hash"), "scan", prefix)
             for raw in batch:
                 key = decode_key(raw)
                 if key.startswith(self.prefix + prefix):

@@ -22,8 +22,10 @@ from typing import Any
 import attrs
 import redis.asyncio as aioredis
 
-from clp_core.errors import ConfigError, ConflictError, CorruptStateError
-from clp_core.events import (
+from clp_core.plugin_api import (
+    ConfigError,
+    ConflictError,
+    CorruptStateError,
     Event,
     Snapshot,
     event_from_json,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clp_core.plugins import Inactive
+from clp_core.plugin_api import Inactive
 
 from ._plugin import (
     DEFAULT_EVENTS,

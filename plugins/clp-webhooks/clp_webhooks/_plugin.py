@@ -26,11 +26,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from clp_core import hookimpl
-from clp_core.contract import Guard
-from clp_core.errors import ConfigError
-from clp_core.log import Intent, LogEntry, Proposal, entry_to_dict, now
-from clp_core.runtime import Context
-from clp_core.state import plain
+from clp_core.plugin_api import ConfigError, Context, Guard, Intent, LogEntry, Proposal, entry_to_dict, now, plain
 
 logger = logging.getLogger("clp.webhooks")
 
