@@ -231,9 +231,10 @@ class HookError(ClpError):
         self.plugin = plugin
 
 
-__all__ = [name for name, value in globals().items() if isinstance(value, type)]
-
-
 class DeliveryError(ClpError):
     """An emitted message could not be delivered (no handler, or every attempt failed); it
     stays in the outbox (``clp outbox URL KEY`` lists it) and is tried again after a restart."""
+
+
+__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, ClpError)]
+__all__ += ["OUTCOMES", "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN"]

@@ -15,8 +15,9 @@ import pluggy
 if TYPE_CHECKING:  # the runtime imports this module: no import at run time
     from .contract import Guard
     from .events import Event
+    from .lifecycle import Context
     from .log import Intent, LogEntry, Proposal
-    from .runtime import Context
+    from .messages import Message
 
 hookspec = pluggy.HookspecMarker("clp")
 hookimpl = pluggy.HookimplMarker("clp")
@@ -33,6 +34,7 @@ LIFECYCLE_HOOKS = (
     "on_close",
     "on_saga_event",
     "on_log_entry",
+    "deliver_message",
 )
 
 
@@ -93,6 +95,13 @@ def on_saga_event(event: Event) -> None:
     """A saga made progress: ``event.kind`` is ``saga_started``, ``step_started``,
     ``step_completed``, ``step_failed``, ``step_compensated``, ``compensation_failed`` or
     ``saga_completed``/``saga_compensated``/``saga_failed``; ``event.data`` has the step."""
+
+
+@hookspec
+def deliver_message(message: Message) -> None:
+    """Deliver a message a transition emitted (``emit``), after its commit landed; called
+    outside the lock, at least once per message. Raise to have the delivery retried (with
+    back-off, then reported and kept for a later try); de-duplicate by ``message.id``."""
 
 
 @hookspec

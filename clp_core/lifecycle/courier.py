@@ -1,6 +1,7 @@
-"""Delivery of emitted messages after their commit: to the runtime's handler for the topic,
-retried with jittered exponential back-off; at least once, since a crash between delivery
-and its record means delivering again (receivers de-duplicate by ``Message.id``)."""
+"""Delivery of emitted messages after their commit: to the runtime's handler for the topic and
+to plugins implementing ``deliver_message``, retried with jittered exponential back-off; at
+least once, since a crash between delivery and its record means delivering again (receivers
+de-duplicate by ``Message.id``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError, DeliveryError
 from ..log import LogEntry
 from ..messages import Message
+from ..plugins import HookRunner
 from .outbox import Outbox
 
 logger = logging.getLogger("clp")
@@ -31,6 +33,7 @@ class Courier:
     def __init__(
         self,
         handlers: Mapping[str, Handler],
+        hooks: HookRunner,
         outbox: Outbox,
         *,
         delivered: Callable[[Iterable[str]], None],
@@ -44,6 +47,7 @@ class Courier:
         if attempts < 1:
             raise ConfigError("delivery_attempts must be at least 1")
         self.handlers = dict(handlers)
+        self._hooks = hooks
         self._outbox, self._delivered, self._failed = outbox, delivered, failed
         self.attempts, self.backoff = attempts, backoff
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,15 +72,19 @@ class Courier:
         attempt = 0
         try:
             handler = self.handlers.get(message.topic)
-            if handler is None:
+            plugins = self._hooks.has("deliver_message")
+            if handler is None and not plugins:
                 error = DeliveryError(f"no handler for topic {message.topic!r} (create_runtime(handlers=...))")
                 attempt = 1
             else:
                 for attempt in range(1, self.attempts + 1):
                     try:
-                        result = handler(message)
-                        if inspect.isawaitable(result):
-                            await result
+                        if handler is not None:
+                            result = handler(message)
+                            if inspect.isawaitable(result):
+                                await result
+                        if plugins:
+                            await self._hooks.call("deliver_message", message=message)
                         error = None
                         break
                     except Exception as exc:

@@ -107,7 +107,7 @@ class Runtime(History):
             self._persistence = DocumentPersistence(
                 self.storage, storage_key, initial, save_on_commit=self.persist_on_commit, records=records)
         self._unsure = False  # a save failed without saying whether it landed: re-read first
-        self._courier = Courier(handlers or {}, self._outbox, attempts=delivery_attempts,
+        self._courier = Courier(handlers or {}, self.hooks, self._outbox, attempts=delivery_attempts,
                                 delivered=lambda ids: self._persistence.records.ack(ids),
                                 failed=lambda *failure: self._persistence.records.failed(*failure))
         self._subscribers = Subscribers()
