@@ -235,8 +235,8 @@ async def test_a_replayed_commit_delivers_the_messages_its_lost_save_wrote(tmp_p
 
 async def test_emit_must_return_messages() -> None:
     for bad in ({"topic": "x"}, [("x", 1)], [42], [("", {})]):
-        contract = clp.create_contract(intents={"go": {"inputs": {}}},
-                                       transitions={"t": {"effects": lambda ctx: {"n": 1}, "emit": lambda ctx, b=bad: b}})
+        transition = {"effects": lambda ctx: {"n": 1}, "emit": lambda ctx, b=bad: b}
+        contract = clp.create_contract(intents={"go": {"inputs": {}}}, transitions={"t": transition})
         runtime = clp.create_runtime(contract)
         with pytest.raises(EffectError, match="emit of t"):
             await runtime.execute("go", {})
