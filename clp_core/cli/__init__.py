@@ -172,7 +172,12 @@ def build_app() -> Any:
         as_json: bool = typer.Option(False, "--json", help="Print JSON Lines (one event a line) for scripts."),
     ) -> None:
         """Print an aggregate's event stream as a table."""
-        events = _run_with_store(url, key, lambda store: store.get_events(key))
+        from ..events import lineage
+
+        async def read(store: Any) -> Any:
+            return await store.get_events(key), await lineage(store, key)
+
+        events, ancestry = _run_with_store(url, key, read)
         if as_json:
             for event in events:
                 typer.echo(json.dumps(event_to_dict(event), ensure_ascii=False, default=str))
@@ -180,7 +185,9 @@ def build_app() -> Any:
         rows = [[str(event.seq), event.timestamp[:23].replace("T", " "), event.intent_name or event.kind,
                  _short(dict(event.payload)), event.proposal_source or "", _guards_text(event.guard_outcomes),
                  event.transition or "", _diff_text(event.diff)] for event in events]
-        print_records(make_console(), f"{key}: {len(events)} events", HISTORY_COLUMNS, rows)
+        forked = " <- ".join(f"{parent}@{seq}" for parent, seq in ancestry)
+        print_records(make_console(), f"{key}: {len(events)} events" + (f", forked from {forked}" if forked else ""),
+                      HISTORY_COLUMNS, rows)
 
     @app.command()
     def state(
@@ -204,6 +211,9 @@ def build_app() -> Any:
         else:
             typer.echo(json.dumps(replayed.state, indent=2, ensure_ascii=False, default=str))
 
+    from . import _store_commands
+
+    _store_commands.register(app, url_argument, key_argument)
     registration_manager().hook.register_commands(cli=app)
     return app
 

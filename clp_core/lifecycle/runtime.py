@@ -158,7 +158,7 @@ class Runtime(History):
         (so that a restart does not deliver them again)."""
         await self._courier.drain()
         async with self._lock:
-            if self._hydrated and self._persistence.records.acked:
+            if self._hydrated and self._persistence.records.unwritten():
                 self._state = await self._persistence.settle(self._state)
 
     def pending_messages(self) -> list[Message]:

@@ -88,7 +88,7 @@ class DocumentPersistence:
         """Write the deliveries made since the last write (the stored outbox loses them);
         returns the state to go on with, re-read when another writer got there first."""
         for _ in range(tries):
-            if not self.records.acked:
+            if not self.records.unwritten():
                 break
             try:
                 await self._write(state)
