@@ -70,6 +70,14 @@ def nesting(value: Any) -> int:
     return deepest
 
 
+def _may_nest_deeply(text: str | bytes) -> bool:
+    """False when ``text`` has too few brackets to nest past :data:`MAX_NESTING` (counted at C
+    speed, brackets inside strings included), so the walk of :func:`nesting` is only needed then."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{") > MAX_NESTING
+    return text.count(b"[") + text.count(b"{") > MAX_NESTING
+
+
 def encode(document: Any) -> str:
     """Serialise a document in the envelope ``{"format": "clp/1", "data": ...}``.
 
@@ -77,13 +85,15 @@ def encode(document: Any) -> str:
     JSON or dates, lone surrogates in strings, nesting deeper than :data:`MAX_NESTING`) is a
     :class:`~clp_core.errors.StateValueError`.
     """
-    if nesting(document) + 1 > MAX_NESTING:
-        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
     try:
         text = json.dumps({"format": FORMAT, "data": document}, default=_default, ensure_ascii=False,
                           allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)") from None
     except (TypeError, ValueError) as exc:
         raise StateValueError(f"document cannot be stored: {exc}") from None
+    if _may_nest_deeply(text) and nesting(document) + 1 > MAX_NESTING:
+        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -110,7 +120,7 @@ def decode(text: str | bytes, *, backend: str, key: str) -> Any:
             f"(this version of clp-core reads {FORMAT!r})",
             backend=backend,
         )
-    if nesting(envelope) > MAX_NESTING:
+    if _may_nest_deeply(text) and nesting(envelope) > MAX_NESTING:
         raise CorruptStateError(
             f"stored value for key {key!r} nests deeper than {MAX_NESTING} levels", backend=backend)
     return envelope["data"]
