@@ -70,6 +70,10 @@ def nesting(value: Any) -> int:
     return deepest
 
 
+# one decoder for every read (json.loads with options builds a new one per call)
+_DECODER = json.JSONDecoder(object_hook=_hook, parse_constant=_constant, parse_float=_float)
+
+
 def _may_nest_deeply(text: str | bytes) -> bool:
     """False when ``text`` has too few brackets to nest past :data:`MAX_NESTING` (counted at C
     speed, brackets inside strings included), so the walk of :func:`nesting` is only needed then."""
@@ -106,7 +110,7 @@ def encode(document: Any) -> str:
 def decode(text: str | bytes, *, backend: str, key: str) -> Any:
     """Parse an envelope; anything else is a :class:`CorruptStateError`, never empty state."""
     try:
-        envelope = json.loads(text, object_hook=_hook, parse_constant=_constant, parse_float=_float)
+        envelope = _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except RecursionError:
         raise CorruptStateError(
             f"stored value for key {key!r} nests deeper than {MAX_NESTING} levels", backend=backend) from None

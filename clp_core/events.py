@@ -120,17 +120,50 @@ def event_from_json(text: str | bytes, *, backend: str) -> Event:
     if version > FORMAT_VERSION:
         raise CorruptStateError(f"event format {version} is newer than this clp-core reads", backend=backend)
     try:
-        return _converter.structure(raw, Event)
-    except Exception as exc:  # cattrs raises several kinds
-        raise CorruptStateError(f"stored event is malformed: {exc}", backend=backend) from exc
+        return _event_from_raw(raw)
+    except Exception as exc:  # a missing key, a wrong type
+        raise CorruptStateError(f"stored event is malformed: {type(exc).__name__}: {exc}", backend=backend) from exc
 
 
-def apply_events(state: State, events: Iterable[Event]) -> State:
-    """Apply the diffs of ``events`` to ``state`` in place and return it."""
-    writer = Writer(state)
+def _text(value: Any, name: str) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} is {type(value).__name__}, not a string")
+    return value
+
+
+def _event_from_raw(raw: dict[str, Any]) -> Event:
+    """An event from its decoded JSON, built directly (replay reads many: this is its hot path)."""
+    seq, kind, aggregate = raw["seq"], raw["kind"], raw["aggregate_id"]
+    if type(seq) is not int or not isinstance(kind, str) or not isinstance(aggregate, str):
+        raise TypeError("aggregate_id, seq and kind must be a string, an integer and a string")
+    payload, data = raw.get("payload") or {}, raw.get("data") or {}
+    if not isinstance(payload, dict) or not isinstance(data, dict):
+        raise TypeError("payload and data must be objects")
+    return Event(
+        aggregate, seq, kind,
+        intent_name=_text(raw.get("intent_name"), "intent_name"),
+        payload=payload,
+        proposal_source=_text(raw.get("proposal_source"), "proposal_source"),
+        guard_outcomes=tuple(GuardOutcome(str(g["name"]), bool(g["denied"])) for g in raw.get("guard_outcomes") or ()),
+        transition=_text(raw.get("transition"), "transition"),
+        diff=tuple(Change(_text(c["op"], "op"), _text(c["path"], "path"), c.get("value"), c.get("start"),
+                          c.get("delete_count")) for c in raw.get("diff") or ()),
+        timestamp=_text(raw.get("timestamp"), "timestamp") or "",
+        idempotency_key=_text(raw.get("idempotency_key"), "idempotency_key"),
+        data=data,
+        intent_id=_text(raw.get("intent_id"), "intent_id"),
+        messages=tuple(dict(m) for m in raw.get("messages") or ()),
+        format_version=raw.get("format_version", FORMAT_VERSION),
+    )
+
+
+def apply_events(state: State, events: Iterable[Event], *, owned: bool = False) -> State:
+    """Apply the diffs of ``events`` to ``state`` in place and return it. ``owned``: the
+    events were decoded for this call, so their values may go into the state uncopied."""
+    writer = Writer(state, journal=False)
     for event in events:
         for change in event.diff:
-            writer.apply_change(change)
+            writer.apply_change(change, owned=owned)
     return state
 
 
@@ -156,7 +189,8 @@ class EventStore(Protocol):
         sequence number is ``expected_seq``; otherwise raise :class:`ConflictError`."""
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        """Events with ``after < seq <= until`` in order."""
+        """Events with ``after < seq <= until`` in order, decoded for this call: the caller owns
+        them (replay puts their values into a state without copying)."""
 
     async def last_seq(self, aggregate_id: str) -> int:
         """The stream's last sequence number (0 when empty)."""
@@ -241,7 +275,7 @@ async def replay(
     reached = events[-1].seq if events else seq
     if until is not None and reached < until and await store.last_seq(aggregate_id) > reached:
         raise HistoryError(f"the state of {aggregate_id!r} at {until} was pruned (replay starts at a later snapshot)")
-    apply_events(state, events)
+    apply_events(state, events, owned=True)  # decoded for this call (the protocol says so)
     return Replayed(state, reached,
                     dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else (),
                     snapshot.lineage if snapshot else (), snapshot.outbox if snapshot else ())

@@ -206,3 +206,31 @@ async def test_the_initial_state_is_the_streams_base_for_outside_replays(tmp_pat
 def test_bad_event_stores_are_refused(store: Any, message: str) -> None:
     with pytest.raises(clp.errors.StorageError, match=message):
         clp.create_runtime(contract(), event_store=store)
+
+
+async def test_a_conflict_catches_up_by_the_tail_not_a_full_reload() -> None:
+    class Counting(MemoryEventStore):
+        snapshots_read = 0
+        reads: list[int] = []
+
+        async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Any:
+            self.snapshots_read += 1
+            return await super().load_snapshot(aggregate_id, at_or_before)
+
+        async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> Any:
+            self.reads.append(after)
+            return await super().get_events(aggregate_id, after, until)
+
+    store = Counting()
+    one = clp.create_runtime(contract(), storage_key="shared", event_store=store)
+    two = clp.create_runtime(contract(), storage_key="shared", event_store=store)
+    await one.hydrate()
+    await two.hydrate()
+    for _ in range(3):
+        await two.execute("add", {"amount": 1})
+    store.reads.clear()
+    read_before = store.snapshots_read
+    await one.execute("add", {"amount": 10})  # conflicts, catches up from seq 0 by reading events 1-3
+    assert one.get_state("count") == 13 and one.last_seq == 4
+    assert store.snapshots_read == read_before  # no replay from a snapshot
+    assert store.reads == [0]

@@ -334,7 +334,7 @@ class Runtime(History):
                 raise IncompleteIntentError()
             await self.hooks.call("before_commit", intent=intent)
             if self._unsure:  # the last save may have landed: see what storage holds
-                self._state = await self._persistence.load()
+                self._state = await self._persistence.refresh(self._state)
                 self._unsure = False
             for tries in range(1, self.max_conflict_retries + 2):
                 result = await commit.attempt(self.contract, self._intake, self._state, intent, name,
@@ -346,7 +346,7 @@ class Runtime(History):
                         raise ConflictError.exhausted(tries, conflict) from conflict
                     # full jitter, exponential up to 128 ms, so a loser does not keep losing
                     await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(tries - 1, 7)))
-                    self._state = await self._persistence.load()
+                    self._state = await self._persistence.refresh(self._state)
             raise AssertionError("unreachable")  # pragma: no cover
         except ClpError as exc:
             phase.on_failure = lambda error: self._outbox.refused(result, error, self._intent, self._staged)

@@ -30,6 +30,10 @@ class Persistence(Protocol):
         emitted. Raises :class:`ConflictError` if another writer got there first,
         :class:`StorageError` on failure; either way :attr:`records` is as before."""
 
+    async def refresh(self, state: State) -> State:
+        """What storage holds now, after another writer got there first: ``state`` (as of the
+        last load or save) brought up to date, or loaded anew."""
+
     async def settle(self, state: State, tries: int = 100) -> State:
         """Record the deliveries made since the last write (``records.acked``); returns the
         state to go on with."""

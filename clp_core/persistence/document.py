@@ -76,6 +76,9 @@ class DocumentPersistence:
         self.records = self.records.reloaded(stored)
         return state
 
+    async def refresh(self, state: State) -> State:
+        return await self.load()  # the document is the unit: read it again
+
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
         self.records.add(entry, messages)
         try:

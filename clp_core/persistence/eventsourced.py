@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ..errors import ConflictError, HistoryError
-from ..events import Event, EventStore, Snapshot, entry_from_event, event_from_entry, replay
+from ..events import Event, EventStore, Snapshot, apply_events, entry_from_event, event_from_entry, replay
 from ..log import LogEntry, now
 from ..messages import Message
 from ..state import State, plain
@@ -66,6 +66,19 @@ class EventPersistence:
         self.lineage = replayed.lineage
         self._based = self._based or replayed.seq > 0 or bool(replayed.lineage)
         return replayed.state
+
+    async def refresh(self, state: State) -> State:
+        """Catch up by the tail: the events after the last one this runtime knows."""
+        with storage_errors("read of", self.key, self.name):
+            events = await self.store.get_events(self.key, after=self.seq)
+        if events and events[0].seq != self.seq + 1:  # pruned meanwhile: start again from a snapshot
+            return await self.load()
+        apply_events(state, events, owned=True)
+        for event in events:
+            if event.kind == "commit":
+                self.records.add(entry_from_event(event), [Message.from_dict(m) for m in event.messages])
+        self.seq = events[-1].seq if events else self.seq
+        return state
 
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
         if self.seq == 0 and self._initial and not self._based:

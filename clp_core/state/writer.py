@@ -55,13 +55,24 @@ class Change:
     delete_count: int | None = None
 
 
-class Writer:
-    """Applies writes to one state dict in place, keeping an undo log until committed."""
+class _Discard(list[Any]):
+    """A journal that keeps nothing (a replay has nothing to undo or to report)."""
 
-    def __init__(self, root: State) -> None:
+    def append(self, item: Any) -> None:
+        pass
+
+
+class Writer:
+    """Applies writes to one state dict in place, keeping an undo log until committed.
+
+    ``journal=False`` keeps neither the undo log nor the :attr:`changes` (replay's fast path).
+    """
+
+    def __init__(self, root: State, *, journal: bool = True) -> None:
         self.root = root
-        self.changes: list[Change] = []
-        self._undo: list[tuple[Any, ...]] = []
+        self.journal = journal
+        self.changes: list[Change] = [] if journal else _Discard()
+        self._undo: list[tuple[Any, ...]] = [] if journal else _Discard()
 
     def rollback(self) -> None:
         for record in reversed(self._undo):
@@ -127,7 +138,8 @@ class Writer:
         elif last in parent and _same(parent[last], value):
             return
         self._set_in(parent, last, value)
-        self.changes.append(Change("set", format_path(path), plain(value)))
+        if self.journal:
+            self.changes.append(Change("set", format_path(path), plain(value)))
 
     def unset(self, path: Path) -> None:
         parent = lookup(self.root, path[:-1])
@@ -146,7 +158,8 @@ class Writer:
             del parent[index]
         else:
             return
-        self.changes.append(Change("unset", format_path(path)))
+        if self.journal:
+            self.changes.append(Change("unset", format_path(path)))
 
     def _array(self, path: Path) -> list[Any]:
         parent = self._parent(path)
@@ -166,7 +179,8 @@ class Writer:
         array = self._array(path)
         self._undo.append(("truncate", array, len(array), None))
         array.extend(items)
-        self.changes.append(Change("push", format_path(path), plain(items)))
+        if self.journal:
+            self.changes.append(Change("push", format_path(path), plain(items)))
 
     def splice(self, path: Path, start: int, delete_count: int, items: list[Any]) -> None:
         if not _is_int(start) or not _is_int(delete_count) or delete_count < 0:
@@ -178,7 +192,8 @@ class Writer:
         removed = array[start : start + delete_count]
         self._undo.append(("slice", array, (start, len(items)), removed))
         array[start : start + delete_count] = items
-        self.changes.append(Change("splice", format_path(path), plain(items), start, delete_count))
+        if self.journal:
+            self.changes.append(Change("splice", format_path(path), plain(items), start, delete_count))
 
     # -- effects ------------------------------------------------------------------------
     def apply_effects(self, result: Mapping[str, Any]) -> None:
@@ -225,17 +240,19 @@ class Writer:
         else:
             raise PathError(where, f"unknown operation {type(op).__name__}")
 
-    def apply_change(self, change: Change) -> None:
-        """Re-apply a recorded :class:`Change` (replay)."""
+    def apply_change(self, change: Change, *, owned: bool = False) -> None:
+        """Re-apply a recorded :class:`Change` (replay). ``owned``: its value was decoded for
+        this call and may go into the state as it is (no copy)."""
+        value = getattr(change.value, "_data", change.value) if owned else copy_value(change.value, change.path)
         path = parse_path(change.path)
         if change.op == "set":
-            self.set(path, copy_value(change.value, change.path))
+            self.set(path, value)
         elif change.op == "unset":
             self.unset(path)
         elif change.op == "push":
-            self.push(path, copy_value(change.value, change.path))
+            self.push(path, value)
         elif change.op == "splice":
-            self.splice(path, change.start or 0, change.delete_count or 0, copy_value(change.value, change.path))
+            self.splice(path, change.start or 0, change.delete_count or 0, value)
         else:
             raise PathError(change.path, f"unknown change op {change.op!r}")
 
