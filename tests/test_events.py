@@ -210,8 +210,9 @@ def test_bad_event_stores_are_refused(store: Any, message: str) -> None:
 
 async def test_a_conflict_catches_up_by_the_tail_not_a_full_reload() -> None:
     class Counting(MemoryEventStore):
-        snapshots_read = 0
-        reads: list[int] = []
+        def __init__(self) -> None:
+            super().__init__()
+            self.snapshots_read, self.reads = 0, list[int]()
 
         async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Any:
             self.snapshots_read += 1
