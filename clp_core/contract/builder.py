@@ -4,7 +4,6 @@ returns), and :func:`compiled`, the frozen contract of either form.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -110,9 +109,7 @@ class ContractBuilder(Contract):
         the class is returned unchanged. Once compiled, ``contract.intent(name)`` looks the
         compiled intent up (or ``None``), as :meth:`Contract.intent` does.
         """
-        if inputs is None and description is None and (self.sealed or _called_by_runtime()):
-            # lookup (Contract.intent): the runtime asks; TODO remove the caller check once
-            # create_runtime calls compiled()
+        if inputs is None and description is None and self.sealed:  # a lookup (Contract.intent)
             return self.compile().intent(name)
         decl = self._open(f"intents[{name!r}]")
         if name in decl["intents"]:
@@ -181,11 +178,6 @@ def _first_line(doc: str | None, cls: type) -> str | None:
         if getattr(base, "__doc__", None) == doc:
             return None
     return doc.strip().splitlines()[0].strip() or None
-
-
-def _called_by_runtime() -> bool:
-    frame = sys._getframe(2)
-    return str(frame.f_globals.get("__name__", "")).startswith("clp_core.")  # the runtime looks up
 
 
 def compiled(contract: object) -> Contract:
