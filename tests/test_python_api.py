@@ -59,7 +59,7 @@ async def test_on_scopes_guards_and_transitions_in_the_runtime(form: str) -> Non
 
 async def test_ids_with_dots_cannot_become_paths() -> None:
     runtime = clp.create_runtime(tickets("dict"))
-    with pytest.raises(clp.errors.PathError, match="contains '.'"):
+    with pytest.raises(clp.errors.PathError, match=r"contains '\.'"):
         await runtime.execute("open_ticket", {"id": "a.b", "title": "sneaky"})
     assert runtime.get_state() == {}
 
