@@ -10,10 +10,10 @@ from typing import Any
 
 import attrs
 
-from .contract import Contract, create_contract
+from .contract import Contract, ContractBuilder, compiled
 from .errors import GuardDeniedError
+from .lifecycle import Context, create_runtime
 from .log import LogEntry
-from .runtime import create_runtime
 from .storage import FileSystemAdapter
 
 DEFAULT_DIRECTORY = ".clp-demo"
@@ -28,23 +28,18 @@ def _amount(ctx: Any) -> Any:
 def counter_contract() -> Contract:
     """0.1's counter: ``increment`` by an optional amount; negative amounts are denied and
     the guard suggests 0 instead."""
-    return create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        guards=[
-            {
-                "name": "no_negative",
-                "deny": lambda ctx: _amount(ctx) < 0,
-                "suggest": lambda ctx: {"amount": 0},
-            }
-        ],
-        transitions={
-            "apply": {
-                "when": lambda ctx: ctx.intent.complete,
-                "effects": lambda ctx: {"count": (ctx.state.get("count") or 0) + _amount(ctx)},
-            }
-        },
-    )
+    contract = ContractBuilder(state={"count": "number"})
+    contract.intent("increment", inputs={"amount": "number?"})
+
+    @contract.guard(on="increment", suggest=lambda ctx: {"amount": 0})
+    def no_negative(ctx: Context) -> bool:
+        return bool(_amount(ctx) < 0)
+
+    @contract.transition(on="increment")
+    def apply(ctx: Context) -> dict[str, Any]:
+        return {"count": (ctx.state.get("count") or 0) + _amount(ctx)}
+
+    return compiled(contract)
 
 
 @attrs.frozen

@@ -5,13 +5,14 @@ returns), and :func:`compiled`, the frozen contract of either form.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ..errors import ConfigError, ContractError
 from .compile import create_contract
 from .inputs import _is_model, inputs_from_class
 from .model import CompiledIntent, Contract, Guard, IntentDef, Predicate, Transition, _ContractType
 
+F = TypeVar("F", bound=Callable[..., Any])  # a decorated function, returned unchanged
 
 class ContractBuilder(Contract):
     """The decorator form of a contract (what ``clp.Contract()`` returns)::
@@ -131,6 +132,14 @@ class ContractBuilder(Contract):
 
         return declare
 
+    @overload
+    def guard(self, deny: F, /, *, name: str | None = None, on: str | Iterable[str] | None = None,
+              suggest: Callable[[Any], Any] | None = None) -> F: ...
+
+    @overload
+    def guard(self, deny: None = None, /, *, name: str | None = None, on: str | Iterable[str] | None = None,
+              suggest: Callable[[Any], Any] | None = None) -> Callable[[F], F]: ...
+
     def guard(
         self, deny: Predicate | None = None, /, *, name: str | None = None, on: str | Iterable[str] | None = None,
         suggest: Callable[[Any], Any] | None = None,
@@ -147,13 +156,25 @@ class ContractBuilder(Contract):
 
         return declare(deny) if deny is not None else declare
 
+    @overload
+    def transition(self, effects: F, /, *, name: str | None = None, on: str | Iterable[str] | None = None,
+                   when: Predicate | None = None, timeout: float | None = None,
+                   idempotency_key: Callable[[Any], Any] | None = None,
+                   emit: Callable[[Any], Any] | None = None) -> F: ...
+
+    @overload
+    def transition(self, effects: None = None, /, *, name: str | None = None, on: str | Iterable[str] | None = None,
+                   when: Predicate | None = None, timeout: float | None = None,
+                   idempotency_key: Callable[[Any], Any] | None = None,
+                   emit: Callable[[Any], Any] | None = None) -> Callable[[F], F]: ...
+
     def transition(
         self, effects: Callable[[Any], Any] | None = None, /, *, name: str | None = None,
         on: str | Iterable[str] | None = None, when: Predicate | None = None, timeout: float | None = None,
-        idempotency_key: Callable[[Any], Any] | None = None,
+        idempotency_key: Callable[[Any], Any] | None = None, emit: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """``@contract.transition(on=..., when=..., timeout=..., idempotency_key=...)`` on the
-        effects function (sync or ``async``), named after it unless ``name=`` is given.
+        """``@contract.transition(on=..., when=..., timeout=..., idempotency_key=..., emit=...)``
+        on the effects function (sync or ``async``), named after it unless ``name=`` is given.
         Returns the function unchanged."""
 
         def declare(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -162,7 +183,7 @@ class ContractBuilder(Contract):
             if transition_name in decl["transitions"]:
                 raise ContractError(f"transitions[{transition_name!r}]", "is declared twice")
             decl["transitions"][transition_name] = Transition(
-                effects=func, when=when, timeout=timeout, idempotency_key=idempotency_key, on=on)
+                effects=func, when=when, timeout=timeout, idempotency_key=idempotency_key, on=on, emit=emit)
             return func
 
         return declare(effects) if effects is not None else declare
