@@ -108,6 +108,7 @@ async def test_each_source_can_disable_a_plugin(site: Path, source: str, monkeyp
         assert (status.enabled, status.reason) == (False, f"disabled by {said[source]}")
 
 
+@pytest.mark.filterwarnings("ignore::clp_core.config.ConfigWarning")  # a, b, c are not installed
 async def test_precedence_later_sources_win(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (site.parent / "pyproject.toml").write_text('[tool.clp]\ndisable = ["a", "b", "c"]\n')
     (site.parent / "clp.toml").write_text('enable = ["a"]\n')
