@@ -119,3 +119,20 @@ def test_the_command_line_warns_and_strict_fails(tmp_path: Path) -> None:
     assert strict.returncode == 1 and "Traceback" not in strict.stderr
     assert strict.stderr.startswith("clp: error: bad configuration: CLP_DISABLE_PLUGINS: no installed plugin"), \
         strict.stderr
+
+
+def test_a_disabled_plugins_scheme_says_what_disabled_it_on_the_command_line(
+        cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from clp_core.cli import build_app
+
+    if "clp-redis" not in {r.name for r in plugins.discover()}:
+        pytest.skip("clp-redis is not installed")
+    monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-redis")
+    plugins.process_config(refresh=True)
+    result = CliRunner().invoke(build_app(), ["history", "redis://127.0.0.1:6379/0", "k"])
+    assert result.exit_code == 1
+    assert "clp-redis is installed but disabled by CLP_DISABLE_PLUGINS" in result.stderr
+    assert "install clp-redis" not in result.stderr
