@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from .config import PluginConfig, load_config
+from .config import RUNTIME_SOURCE, PluginConfig, load_config
 from .manager import (
     BUILTIN_PLUGINS,
     ClpPluginManager,
@@ -179,14 +179,39 @@ def process_config(refresh: bool = False) -> PluginConfig:
     the managers built for the previous configuration)."""
     global _process_config
     if _process_config is None or refresh:
-        _process_config = load_config()
+        config = load_config()
+        config.check_names(installed_names())
+        _process_config = config
         clear_caches()
     return _process_config
 
 
+def installed_names() -> list[str]:
+    """The names configuration may use: the built-in plugins' and the discovered ones'."""
+    return [name for name, _ in BUILTIN_PLUGINS] + [r.name for r in discover()]
+
+
+def disabled_reason(name: str) -> str | None:
+    """Why the installed plugin ``name`` is disabled (``"disabled by CLP_DISABLE_PLUGINS"``),
+    or None when it is enabled or not installed."""
+    config = process_config()
+    for record in discover():
+        if record.name == name:
+            if record.error is not None:
+                return f"failed to load ({record.error})"
+            enabled, reason = config.state_of(name, getattr(record.plugin, "enabled_by_default", True))
+            return None if enabled else reason
+    return None
+
+
 def _effective_config(overrides: Mapping[str, Any] | None) -> PluginConfig:
     config = process_config()
-    return config.merged(overrides, "create_runtime(config=...)") if overrides else config
+    if not overrides:
+        return config
+    merged = config.merged(overrides, RUNTIME_SOURCE)
+    PluginConfig(mentions=merged.mentions[len(config.mentions):], strict=merged.strict).check_names(
+        installed_names())
+    return merged
 
 
 def active_plugins(overrides: Mapping[str, Any] | None = None) -> list[Any]:
@@ -264,6 +289,6 @@ def registered(hook: str) -> dict[str, Any]:
 __all__ = [
     "BUILTIN_PLUGINS", "ClpPluginManager", "Failure", "HookRunner", "Inactive", "Pending", "PluginRecord",
     "PluginStatus", "active_plugins", "builtin_plugins", "builtin_statuses", "clear_caches", "discover",
-    "has_markers", "new_manager", "plugin_name", "plugin_statuses", "process_config", "registered",
-    "registration_manager", "runtime_hooks", "shared",
+    "disabled_reason", "has_markers", "installed_names", "new_manager", "plugin_name", "plugin_statuses",
+    "process_config", "registered", "registration_manager", "runtime_hooks", "shared",
 ]

@@ -127,10 +127,10 @@ def test_plugins_lists_discovered_plugins_as_json_and_table(monkeypatch):
         assert storage["hooks"] == ["register_event_stores", "register_storage"]
         assert rows["clp-types"]["hooks"] == ["register_validators"]
         audit = rows["clp-audit"]
-        assert (audit["enabled"], audit["reason"]) == (False, "disabled by config")
+        assert (audit["enabled"], audit["reason"]) == (False, "disabled by CLP_DISABLE_PLUGINS")
         table = CliRunner().invoke(build_app(), ["plugins"], env={"COLUMNS": "200"})
         assert table.exit_code == 0 and "clp-storage" in table.output and "built-in" in table.output
-        assert "disabled by config" in table.output
+        assert "disabled by CLP_DISABLE_PLUGINS" in table.output
     finally:
         monkeypatch.delenv("CLP_DISABLE_PLUGINS")
         plugins.process_config(refresh=True)
@@ -294,7 +294,7 @@ def _failure(tmp_path, case):
     if case == "no scheme":
         return ["state", "app.db", "k"], ("is not a URL", "sqlite:///")
     if case == "missing file":
-        return ["history", f"sqlite:///{tmp_path}/nope.db", "k"], ("no such file", "check the path")
+        return ["history", f"sqlite:///{tmp_path}/nope.db", "k"], ("no such database", "check the path")
     if case == "missing key":
         return ["state", _history_store(tmp_path), "nope"], ("no events under key 'nope'", "check the key")
     if case == "not a database":
@@ -332,11 +332,11 @@ def test_failure_of_the_console_script_and_debug(tmp_path):
     plain = subprocess.run([sys.executable, "-m", "clp_core.cli", "history", url, "k"], capture_output=True,
                            text=True, timeout=60)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
-    assert plain.stderr.startswith("clp: error: no such file")
+    assert plain.stderr.startswith("clp: error: no such database")
     debug = subprocess.run([sys.executable, "-m", "clp_core.cli", "--debug", "history", url, "k"],
                            capture_output=True, text=True, timeout=60)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
-    assert "CliError: no such file" in debug.stderr
+    assert "CliError: no such database" in debug.stderr
 
 
 def test_error_messages_are_mapped_in_one_place():

@@ -96,7 +96,7 @@ async def test_each_source_can_disable_a_plugin(site: Path, source: str, monkeyp
     elif source == "clp.toml":
         (site.parent / "clp.toml").write_text('disable = ["counting"]\n')
     elif source == "env":
-        monkeypatch.setenv("CLP_DISABLE_PLUGINS", "other, counting")
+        monkeypatch.setenv("CLP_DISABLE_PLUGINS", "clp-audit, counting")
     else:
         config = {"disable": ["counting"]}
     refresh()
@@ -104,17 +104,19 @@ async def test_each_source_can_disable_a_plugin(site: Path, source: str, monkeyp
     assert sys.modules["clptest_counting"].calls == []
     if config is None:
         status = {s.name: s for s in plugins.plugin_statuses()}["counting"]
-        assert (status.enabled, status.reason) == (False, "disabled by config")
+        said = {"pyproject": "[tool.clp] in pyproject.toml", "clp.toml": "clp.toml", "env": "CLP_DISABLE_PLUGINS"}
+        assert (status.enabled, status.reason) == (False, f"disabled by {said[source]}")
 
 
+@pytest.mark.filterwarnings("ignore::clp_core.config.ConfigWarning")  # a, b, c are not installed
 async def test_precedence_later_sources_win(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (site.parent / "pyproject.toml").write_text('[tool.clp]\ndisable = ["a", "b", "c"]\n')
     (site.parent / "clp.toml").write_text('enable = ["a"]\n')
     monkeypatch.setenv("CLP_PLUGINS", "b")
     config = load_config({"enable": ["c"], "disable": ["a"]})
-    assert config.state_of("a", True) == (False, "disabled by config")
-    assert config.state_of("b", True) == (True, "enabled by config")
-    assert config.state_of("c", True) == (True, "enabled by config")
+    assert config.state_of("a", True) == (False, "disabled by create_runtime(config=...)")
+    assert config.state_of("b", True) == (True, "enabled by CLP_PLUGINS")
+    assert config.state_of("c", True) == (True, "enabled by create_runtime(config=...)")
     assert len(config.sources) == 4
 
 

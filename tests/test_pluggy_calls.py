@@ -349,6 +349,7 @@ def test_the_direct_loop_is_left_when_tracing_monitoring_or_a_wrapper_is_there(p
     assert runner.pm.plan("before_commit") is None
 
 
+@pytest.mark.filterwarnings("ignore::clp_core.config.ConfigWarning")  # its plugin names are made up
 def test_runtimes_with_equal_config_share_one_manager(monkeypatch: pytest.MonkeyPatch) -> None:
     config = {"disable": ["clp-audit"], "plugins": {"x": {"a": 1, "b": [1, 2]}}}
     one = clp.create_runtime(contract(), config=config)

@@ -131,8 +131,12 @@ def build_app() -> Any:
     @app.callback()
     def root(
         debug: bool = typer.Option(False, "--debug", help="Show the traceback when a command fails."),
+        strict: bool = typer.Option(False, "--strict", help="Unknown plugin names in the configuration are an "
+                                    "error, not a warning (as CLP_STRICT_CONFIG=1)."),
     ) -> None:
         """CLP command line."""
+        if strict:
+            _set_strict()
 
     @app.command()
     def demo(
@@ -218,11 +222,34 @@ def build_app() -> Any:
     return app
 
 
+def _set_strict() -> None:
+    """Strict configuration for this process (``--strict``): re-read it, so an unknown plugin
+    name is a :class:`~clp_core.errors.ConfigError`."""
+    from ..config import STRICT_ENV
+    from ..plugins import process_config
+
+    os.environ[STRICT_ENV] = "1"
+    process_config(refresh=True)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Configuration warnings as ``clp: warning: ...`` lines (others as Python prints them)."""
+    import warnings
+
+    from ..config import ConfigWarning
+
+    if issubclass(category, ConfigWarning):
+        print(f"clp: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
 def check_store_url(url: str) -> None:
     """Fail early, with what to do, on a URL ``clp history``/``clp state`` cannot read: no or an
     unknown scheme, ``memory://`` (empty in a new process), a local file that does not exist."""
     from ..plugins import registered
-    from ..resolve import KNOWN_SCHEMES
+    from ..resolve import KNOWN_SCHEMES, missing_scheme_advice
 
     scheme = urllib.parse.urlsplit(url).scheme
     schemes = sorted(registered("register_event_stores"))
@@ -230,8 +257,7 @@ def check_store_url(url: str) -> None:
     if not scheme:
         raise CliError(f"{url!r} is not a URL", f"give an event store URL such as sqlite:///app.db ({known})")
     if scheme not in schemes:
-        plugin = KNOWN_SCHEMES.get(scheme)
-        hint = f"install {plugin} (pip install {plugin})" if plugin else f"check the spelling; installed: {known}"
+        hint = missing_scheme_advice(scheme) if scheme in KNOWN_SCHEMES else f"check the spelling; installed: {known}"
         raise CliError(f"unknown event store scheme {scheme!r} in {url!r}", hint)
     if scheme == "memory":
         raise CliError("memory:// holds nothing outside the process that wrote it",
@@ -241,19 +267,20 @@ def check_store_url(url: str) -> None:
 
         path = sqlite_path(url)
         if path != ":memory:" and not os.path.exists(path):
-            raise CliError(f"no such file: {path}",
+            raise CliError(f"no such database: {path} (clp only reads stores, it never creates one)",
                            "check the path (sqlite:///rel.db is relative to this folder, sqlite:////abs.db absolute)")
 
 
 def _run_with_store(url: str, key: str, action: Any) -> Any:
-    """Open the event store at ``url``, run ``await action(store)``, close it. A key without
-    events is an error (a typo would otherwise print an empty history)."""
+    """Open the event store at ``url`` read-only (nothing is created), run ``await
+    action(store)``, close it. A key without events is an error (a typo would otherwise print
+    an empty history)."""
     from ..resolve import resolve_event_store
 
     check_store_url(url)
 
     async def run() -> Any:
-        store = resolve_event_store(url)
+        store = resolve_event_store(url, read_only=True)
         try:
             if await store.last_seq(key) == 0:
                 raise CliError(f"no events under key {key!r} at {url}",
@@ -284,7 +311,12 @@ def main() -> None:
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         sys.exit(1)
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
+        if "--strict" in sys.argv[1:]:
+            _set_strict()
         app = build_app()
     except Exception as exc:  # a plugin's register_commands failed
         if "--debug" in sys.argv[1:]:

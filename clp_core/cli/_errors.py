@@ -64,6 +64,8 @@ def describe(exc: BaseException) -> tuple[str, str, int]:
     if isinstance(exc, CorruptStateError):
         return (f"stored data cannot be read: {exc}",
                 "the data is damaged or was written by a newer clp-core; restore it from a backup", EXIT_FAILURE)
+    if isinstance(exc, StorageError) and (" no such database: " in str(exc) or " no table " in str(exc)):
+        return str(exc), "check the URL and the key; clp reads stores and never creates them", EXIT_FAILURE
     if isinstance(exc, StorageError):
         return f"storage failed: {exc}", "check the URL and that the store is what clp wrote", EXIT_FAILURE
     if isinstance(exc, HistoryError):

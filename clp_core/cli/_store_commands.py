@@ -24,17 +24,17 @@ OUTBOX_COLUMNS = (Col("id", no_wrap=True), Col("topic", no_wrap=True), Col("stat
 
 async def pending_messages(url: str, key: str, events: bool) -> list[dict[str, Any]]:
     """The messages stored under ``key`` and not yet delivered: from the document (storage URL)
-    or from the event stream (``events``)."""
+    or from the event stream (``events``), opened read-only (nothing is created)."""
     records = Records(0, window=0)
     if events:
-        store = resolve_event_store(url)
+        store = resolve_event_store(url, read_only=True)
         try:
             persistence = EventPersistence(store, key, {}, snapshot_every=1, records=records, report=lambda *a: None)
             await persistence.load()
             return persistence.records.outbox_list()
         finally:
             await store.close()
-    adapter = resolve_storage(url)
+    adapter = resolve_storage(url, read_only=True)
     try:
         document = await adapter.load(key)
     finally:

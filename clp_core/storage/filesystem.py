@@ -26,6 +26,7 @@ import aiofiles.os
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
 from .base import Document
+from .sqlite import missing_database, refuse_writes
 
 _MAX_NAME = 200
 
@@ -101,17 +102,30 @@ class FileSystemAdapter:
 
     Versioned saves hold an ``fcntl`` lock on a ``.lock`` file per key, so processes on one
     machine sharing the folder never lose an update.
+
+    ``read_only=True`` (URL option ``?mode=ro``): the folder must exist (else a
+    :class:`StorageError`, "no such database"); nothing is created or swept, and
+    ``save``/``save_versioned``/``delete`` are refused.
     """
 
     name = "file"
 
-    def __init__(self, directory: str | os.PathLike[str], *, stale_temp_age: float = STALE_TEMP_AGE) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, stale_temp_age: float = STALE_TEMP_AGE,
+                 read_only: bool = False) -> None:
         self.directory = Path(directory)
         self.stale_temp_age = stale_temp_age
+        self.read_only = read_only
         self._swept_at: float | None = None
+        if read_only:
+            refuse_writes(self, ("save", "save_versioned", "delete"), str(self.directory))
 
     async def _sweep(self) -> None:
-        """Remove leftover temp files on first use, then at most once a minute."""
+        """Remove leftover temp files on first use, then at most once a minute (read-only:
+        check that the folder exists)."""
+        if self.read_only:
+            if not self.directory.is_dir():
+                raise missing_database(str(self.directory), self.name)
+            return
         now = time.monotonic()
         if self._swept_at is not None and now - self._swept_at < _SWEEP_EVERY:
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from ..errors import StorageError
 from ..events import MemoryEventStore
 from ..hookspecs import hookimpl
 from .filesystem import FileSystemAdapter
@@ -29,11 +30,21 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
+def read_only(url: str) -> bool:
+    """Whether ``url`` asks for a read-only open: the query option ``mode=ro`` (``mode=rw``,
+    the default, writes). Any other mode is a :class:`StorageError`."""
+    modes = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("mode", [])
+    for mode in modes:
+        if mode not in ("ro", "rw"):
+            raise StorageError(f"mode={mode!r} in {url!r}: use mode=ro (read-only) or mode=rw", backend="url")
+    return "ro" in modes
+
+
 @hookimpl
 def register_event_stores() -> dict[str, Any]:
     return {
         "memory": lambda url: MemoryEventStore(),
-        "sqlite": lambda url: SQLiteEventStore(sqlite_path(url)),
+        "sqlite": lambda url: SQLiteEventStore(sqlite_path(url), read_only=read_only(url)),
     }
 
 
@@ -41,7 +52,7 @@ def register_event_stores() -> dict[str, Any]:
 def register_storage() -> dict[str, Any]:
     return {
         "memory": lambda url: MemoryAdapter(),
-        "file": lambda url: FileSystemAdapter(_path(url)),
-        "sqlite": lambda url: SQLiteAdapter(sqlite_path(url)),
+        "file": lambda url: FileSystemAdapter(_path(url), read_only=read_only(url)),
+        "sqlite": lambda url: SQLiteAdapter(sqlite_path(url), read_only=read_only(url)),
         "localstorage": LocalStorageAdapter.from_url,
     }

@@ -7,7 +7,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .. import codec
@@ -44,19 +45,68 @@ def _setup(conn: sqlite3.Connection, timeout: float) -> None:
             delay = min(delay * 2, 0.2)
 
 
+def refuse_writes(obj: Any, methods: Iterable[str], where: str) -> None:
+    """Make ``obj``'s write ``methods`` raise a :class:`StorageError` (nothing sent): what a
+    read-only open does."""
+    backend = str(getattr(obj, "name", type(obj).__name__))
+
+    def refuse(method: str) -> Callable[..., Any]:
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError(f"{where} is open read-only: {method}() refused", backend=backend,
+                               outcome="not_applied")
+        return refused
+
+    for method in methods:
+        setattr(obj, method, refuse(method))
+
+
+def missing_database(path: str, backend: str) -> StorageError:
+    return StorageError(f"no such database: {path} (a read-only open creates nothing; check the path, "
+                        "or let the application that writes it create it first)", backend=backend)
+
+
 class SQLiteAdapter:
     """Documents in table ``clp_state`` of one SQLite file; versioned saves are a
-    conditional ``UPDATE``, so processes sharing the file never lose an update."""
+    conditional ``UPDATE``, so processes sharing the file never lose an update.
+
+    ``read_only=True`` (URL option ``?mode=ro``) opens the file with SQLite's ``mode=ro``: a
+    missing file or table is a :class:`StorageError` ("no such database"), nothing is created,
+    and ``save``/``save_versioned``/``delete`` are refused.
+    """
 
     name = "sqlite"
+    #: The tables a read-only open requires.
+    required_tables: tuple[str, ...] = ("clp_state",)
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0, read_only: bool = False) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
+        self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        if read_only:
+            refuse_writes(self, ("save", "save_versioned", "delete"), self.path)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if self.path == ":memory:" or not os.path.isfile(self.path):
+            raise missing_database(self.path, self.name)
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, check_same_thread=False, isolation_level=None)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except BaseException:
+            conn.close()
+            raise
+        missing = [t for t in self.required_tables if t not in names]
+        if missing:
+            conn.close()
+            raise StorageError(f"no table {missing[0]} in {self.path}: nothing of this kind was stored there "
+                               "(a read-only open creates nothing)", backend=self.name)
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None and self.read_only:
+            self._conn = self._connect_read_only()
         if self._conn is None:
             if self.path != ":memory:":
                 parent = os.path.dirname(os.path.abspath(self.path))

@@ -16,19 +16,26 @@ from ..events import (
     snapshot_from_json,
     snapshot_to_json,
 )
-from .sqlite import SQLiteAdapter
+from .sqlite import SQLiteAdapter, refuse_writes
 
 
 class SQLiteEventStore:
     """Event streams in SQLite (tables ``clp_events`` and ``clp_snapshots``); appends are a
-    primary-key-checked INSERT, so concurrent writers of one aggregate conflict cleanly."""
+    primary-key-checked INSERT, so concurrent writers of one aggregate conflict cleanly.
+
+    ``read_only=True`` (URL option ``?mode=ro``): as for :class:`SQLiteAdapter`, no file or
+    table is created, a missing one is a :class:`StorageError`, and every write is refused."""
 
     name = "sqlite-events"
 
-    def __init__(self, path: str) -> None:
-        self._db = SQLiteAdapter(path)  # shares its connection handling and thread hop
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        self._db = SQLiteAdapter(path, read_only=read_only)  # shares its connection handling and thread hop
+        self._db.required_tables = ("clp_events", "clp_snapshots")
         self.path = path
-        self._ready = False
+        self.read_only = read_only
+        self._ready = read_only
+        if read_only:
+            refuse_writes(self, ("append", "save_snapshot", "delete", "prune"), path)
 
     async def _run(self, fn: Callable[[Any], Any]) -> Any:
         if not self._ready:

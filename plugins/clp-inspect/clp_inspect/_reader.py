@@ -201,9 +201,9 @@ class StoreReader:
                     self.notes.append("the event store file has no clp_events table: no events yet")
             try:
                 if storage_ok:
-                    self.storage = ReadOnlyStorage(resolve_storage(self.storage_url))
+                    self.storage = ReadOnlyStorage(resolve_storage(self.storage_url, read_only=True))
                 if events_ok:
-                    self.events = ReadOnlyEventStore(resolve_event_store(self.event_store_url))
+                    self.events = ReadOnlyEventStore(resolve_event_store(self.event_store_url, read_only=True))
             except ClpError as exc:
                 await self.close()
                 raise InspectError(str(exc)) from None

@@ -12,7 +12,7 @@ from typing import Any
 from bson.errors import BSONError
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from clp_core.plugin_api import ClpError, StorageError
+from clp_core.plugin_api import ClpError, ConfigError, StorageError
 
 DEFAULT_URL = "mongodb://127.0.0.1:27017"
 DEFAULT_DATABASE = "clp"
@@ -42,6 +42,24 @@ def database_from_url(url: str) -> str | None:
     return name or None
 
 
+#: The methods a read-only open refuses (those the object has).
+WRITE_METHODS = ("save", "save_versioned", "delete", "append", "save_snapshot", "prune")
+
+
+def take_mode(url: str) -> tuple[str, bool]:
+    """``url`` without the option ``mode`` (``mode=ro``: read-only; ``mode=rw``: the default),
+    and whether it asked for read-only."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    modes = [v for k, v in query if k == "mode"]
+    if any(m not in ("ro", "rw") for m in modes):
+        raise ConfigError(f"mode={modes[0]!r} in the URL: use mode=ro (read-only) or mode=rw")
+    if not modes:
+        return url, False
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "mode"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), "ro" in modes
+
+
 def is_duplicate_key(exc: BaseException) -> bool:
     """A write refused by a unique index (``_id`` or another)."""
     return isinstance(exc, DuplicateKeyError) or getattr(exc, "code", None) in _DUPLICATE_KEY_CODES
@@ -53,12 +71,25 @@ class MongoBase:
 
     name = "mongodb"
 
-    def __init__(self, url: str, database: str | None, client: Any, client_options: dict[str, Any]) -> None:
+    def __init__(self, url: str, database: str | None, client: Any, client_options: dict[str, Any],
+                 read_only: bool = False) -> None:
+        url, url_read_only = take_mode(url)
         self.url = url
         self.database = database or database_from_url(url) or DEFAULT_DATABASE
         self._client = client
         self._owns_client = False
         self._client_options = client_options
+        self.read_only = read_only or url_read_only
+        if self.read_only:  # reads create nothing; writes are refused before sending
+            for method in WRITE_METHODS:
+                if hasattr(self, method):
+                    setattr(self, method, self._refuse(method))
+
+    def _refuse(self, method: str) -> Any:
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError(f"{redact(self.url)} ({self.database}) is open read-only: {method}() refused",
+                               backend=self.name, outcome="not_applied")
+        return refused
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r}, database={self.database!r})"

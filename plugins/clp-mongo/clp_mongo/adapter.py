@@ -41,9 +41,10 @@ class MongoAdapter(MongoBase):
         collection: str = "clp_state",
         *,
         client: Any = None,
+        read_only: bool = False,
         **client_options: Any,
     ) -> None:
-        super().__init__(url, database, client, client_options)
+        super().__init__(url, database, client, client_options, read_only)
         self.collection_name = collection
 
     def get_collection(self) -> Any:

@@ -56,9 +56,10 @@ class MongoEventStore(MongoBase):
         *,
         snapshots_collection: str = "clp_snapshots",
         client: Any = None,
+        read_only: bool = False,
         **client_options: Any,
     ) -> None:
-        super().__init__(url, database, client, client_options)
+        super().__init__(url, database, client, client_options, read_only)
         self.collection_name = collection
         self.snapshots_collection_name = snapshots_collection
         self._indexed = False

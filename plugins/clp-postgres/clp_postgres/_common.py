@@ -55,7 +55,8 @@ def lock_key(*names: str) -> int:
 
 #: Query parameters of a storage URL that are ours, not asyncpg's (asyncpg would send unknown
 #: ones to the server as settings).
-URL_OPTIONS = ("table", "schema", "min_size", "max_size", "connect_timeout", "command_timeout", "operation_timeout")
+URL_OPTIONS = ("table", "schema", "mode", "min_size", "max_size", "connect_timeout", "command_timeout",
+               "operation_timeout")
 
 #: Time limits, in seconds, of one operation (URL options or keyword arguments of the same
 #: names): opening a connection, running a statement, and the whole operation (connecting,
@@ -102,6 +103,10 @@ def url_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
     for name in _TIMEOUTS:
         if name in options:
             kwargs[name] = check_timeout(name, options[name])
+    if "mode" in options:
+        if options["mode"] not in ("ro", "rw"):
+            raise ConfigError(f"mode={options['mode']!r} in the URL: use mode=ro (read-only) or mode=rw")
+        kwargs["read_only"] = options["mode"] == "ro"
     return kwargs
 
 
@@ -311,14 +316,38 @@ class TableClient:
         command_timeout: float | None,
         pool_options: Mapping[str, Any] | None,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        read_only: bool = False,
     ) -> None:
         self.table = check_identifier(table, "table")
         self.schema = check_identifier(schema, "schema")
-        self.create_table = create_table
+        self.read_only = read_only
+        self.create_table = create_table and not read_only
         self._client = PoolClient(dsn, backend=self.name, pool=pool, min_size=min_size, max_size=max_size,
                                   connect_timeout=connect_timeout, command_timeout=command_timeout,
                                   operation_timeout=operation_timeout, pool_options=pool_options)
         self._ready = not create_table
+        if read_only:  # no table is created; a missing one is an error on first use
+            self._ready = False
+            for method in ("save", "save_versioned", "delete", "append", "save_snapshot", "prune"):
+                if hasattr(self, method):
+                    setattr(self, method, self._refuse(method))
+
+    def _refuse(self, method: str) -> Any:
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError(f"{self._client.where} {self.schema}.{self.table} is open read-only: "
+                               f"{method}() refused", backend=self.name, outcome="not_applied")
+        return refused
+
+    async def _check_tables(self, connection: Any) -> None:
+        """Read-only: the tables must exist (``to_regclass``); nothing is created."""
+        for table in (self.table, getattr(self, "snapshots_table", None)):
+            if table is None:
+                continue
+            found = await connection.fetchval("SELECT to_regclass($1)", qualified(self.schema, table))
+            if found is None:
+                raise StorageError(f"no such database table {self.schema}.{table} at {self._client.where} "
+                                   "(a read-only open creates nothing; run `clp migrate` or the application "
+                                   "that writes it first)", backend=self.name)
 
     @property
     def dsn(self) -> str:
@@ -333,7 +362,10 @@ class TableClient:
         raise NotImplementedError  # pragma: no cover - every subclass creates its tables
 
     async def _run(self, what: str, fn: Any) -> Any:
-        if not self._ready:
+        if not self._ready and self.read_only:
+            await self._client.run(f"checking {self.schema}.{self.table}", self._check_tables)
+            self._ready = True
+        elif not self._ready:
             await self.create()
         return await self._client.run(what, fn)
 

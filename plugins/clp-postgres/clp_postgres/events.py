@@ -58,11 +58,12 @@ class PostgresEventStore(TableClient):
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
                          create_table=create_table, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, pool_options=pool_options,
-                         operation_timeout=operation_timeout)
+                         operation_timeout=operation_timeout, read_only=read_only)
         self.snapshots_table = snapshots_table_name(self.table)
         events, snapshots = qualified(self.schema, self.table), qualified(self.schema, self.snapshots_table)
         self._append = (

@@ -37,6 +37,8 @@ from ._client import (
     describe,
     encode_key,
     make_client,
+    mode_read_only,
+    refuse_writes,
     split_url,
 )
 
@@ -112,9 +114,10 @@ class RedisAdapter:
         prefix: str | None = None,
         ttl: float | None = None,
         client: aioredis.Redis | None = None,
+        read_only: bool = False,
         **client_options: Any,
     ) -> None:
-        url, from_url = split_url(url, ("prefix", "ttl"))
+        url, from_url = split_url(url, ("prefix", "ttl", "mode"))
         timeouts = Timeouts.from_options({**from_url, **{k: client_options.pop(k) for k in TIMEOUT_OPTIONS
                                                           if k in client_options}})
         if prefix is None:
@@ -140,6 +143,9 @@ class RedisAdapter:
         self._save_versioned = self.client.register_script(SAVE_VERSIONED)
         self._save = self.client.register_script(SAVE)
         self._closed = False
+        self.read_only = read_only or mode_read_only(from_url.get("mode"))
+        if self.read_only:  # reads create nothing anyway; writes are refused before sending
+            refuse_writes(self, f"{self._where} (prefix {self.prefix!r})")
 
     def __repr__(self) -> str:
         return f"RedisAdapter({self._where!r}, prefix={self.prefix!r}, ttl={self.ttl!r})"

@@ -45,6 +45,8 @@ from ._client import (
     describe,
     encode_key,
     make_client,
+    mode_read_only,
+    refuse_writes,
     split_url,
 )
 
@@ -91,9 +93,10 @@ class RedisEventStore:
         *,
         prefix: str | None = None,
         client: aioredis.Redis | None = None,
+        read_only: bool = False,
         **client_options: Any,
     ) -> None:
-        url, from_url = split_url(url, ("prefix",))
+        url, from_url = split_url(url, ("prefix", "mode"))
         timeouts = Timeouts.from_options({**from_url, **{k: client_options.pop(k) for k in TIMEOUT_OPTIONS
                                                           if k in client_options}})
         if prefix is None:
@@ -112,6 +115,9 @@ class RedisEventStore:
         self._append = self.client.register_script(APPEND)
         self._aggregates_key = encode_key(prefix + "aggregates")
         self._closed = False
+        self.read_only = read_only or mode_read_only(from_url.get("mode"))
+        if self.read_only:  # reads create nothing anyway; writes are refused before sending
+            refuse_writes(self, f"{self._where} (prefix {self.prefix!r})")
 
     def __repr__(self) -> str:
         return f"RedisEventStore({self._where!r}, prefix={self.prefix!r})"
