@@ -198,10 +198,11 @@ def rows_for(name: str, r: dict[str, Any]) -> tuple[list[Row], dict[str, bool]]:
     us = r["us_per_commit"]
     ok_id = r["ratio_identity"] <= TARGETS["identity"]
     ok_msg = r["ratio_message"] <= TARGETS["message"]
-    rows: list[Row] = [
-        (f"{name}: baseline (intent_window=0)", fmt_rate(r["commits_per_s"]["baseline"]), f"{us['baseline']:.0f} us/commit", ""),
-        (f"{name}: identity (window 32)", fmt_rate(r["commits_per_s"]["identity"]), f"{us['identity']:.0f} us/commit", ""),
-        (f"{name}: identity + 1 message", fmt_rate(r["commits_per_s"]["message"]), f"{us['message']:.0f} us/commit", ""),
+    labels = {"baseline": "baseline (intent_window=0)", "identity": "identity (window 32)",
+              "message": "identity + 1 message"}
+    rows: list[Row] = [(f"{name}: {labels[v]}", fmt_rate(r["commits_per_s"][v]), f"{us[v]:.0f} us/commit", "")
+                       for v in VARIANTS]
+    rows += [
         (f"{name}: ratio identity / baseline", f"{r['ratio_identity']:.3f}x",
          f"target <= {TARGETS['identity']}x", "PASS" if ok_id else "MISS"),
         (f"{name}: ratio with message / baseline", f"{r['ratio_message']:.3f}x",
