@@ -190,8 +190,9 @@ async def run_outbox(
 ) -> OutboxResult:
     """``processes`` workers each commit until ``commits`` commits were acknowledged, each commit
     emitting one message; the handler waits up to ``delay`` s, then appends a line to a shared
-    file. With ``kills``, a worker under way is SIGKILLed that many times (every 0.1-0.4 s) and
-    restarted; then a fresh runtime in this process hydrates and drains (delivering the rest)."""
+    file. With ``kills``, a worker under way (committing since it was last started) is SIGKILLed
+    that many times (every 0.1-0.4 s) and restarted; then a fresh runtime in this process
+    hydrates and drains (delivering the rest)."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="clp-outbox-") as tmp:
         folder = Path(tmp)
@@ -199,7 +200,14 @@ async def run_outbox(
         names = [f"w{i}" for i in range(processes)]
         ready = {name: folder / f"ready-{name}" for name in names}
 
+        spawned_at: dict[str, int] = {}  # a worker's acknowledged commits when it was (re)started
+
+        def acked_count(name: str) -> int:
+            return len(_lines(folder / f"acked-{name}"))
+
         async def spawn(name: str) -> asyncio.subprocess.Process:
+            ready[name].unlink(missing_ok=True)
+            spawned_at[name] = acked_count(name)
             return await _spawn(url, key, commits, ready[name], start, retries,
                                 {"outbox": tmp, "name": name, "delay": delay})
 
@@ -214,7 +222,11 @@ async def run_outbox(
                 alive = [name for name, proc in procs.items() if proc.returncode is None]
                 if not alive:
                     break
-                name = rng.choice(alive)
+                # a worker under way: hydrated, and committing since its (re)start (not importing)
+                busy = [name for name in alive if ready[name].exists() and acked_count(name) > spawned_at[name] + 3]
+                if not busy:
+                    continue
+                name = rng.choice(busy)
                 procs[name].send_signal(signal.SIGKILL)
                 await procs[name].communicate()
                 if procs[name].returncode == -signal.SIGKILL:
