@@ -50,23 +50,27 @@ def _float(text: str) -> float:
     return value
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def nesting(value: Any) -> int:
-    """How many containers deep ``value`` is (``1`` for ``{}``, ``0`` for a scalar); iterative."""
+    """How many containers deep ``value`` is (``1`` for ``{}``, ``0`` for a scalar); iterative.
+    Only containers go on the stack: scalars (most of a document) cost one ``isinstance``."""
+    if not isinstance(value, _CONTAINERS):
+        return 0
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
+    push, pop = stack.append, stack.pop
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, (list, tuple)):
-            children = node
-        else:
-            continue
+        node, depth = pop()
         if depth > deepest:
             deepest = depth
             if deepest > MAX_NESTING:
                 return deepest
-        stack.extend((child, depth + 1) for child in children)
+        below = depth + 1
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, _CONTAINERS):
+                push((child, below))
     return deepest
 
 

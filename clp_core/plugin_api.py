@@ -3,7 +3,8 @@
 The first-party plugins import from ``clp_core`` (the public names) and from this module
 only; a test holds them to it. Third-party plugins should do the same: what is here is kept
 stable, the modules behind it may move. The conformance kits (``StorageAdapterSuite``,
-``EventStoreSuite``, ``PluginSuite``, ``FaultProxy``, ``run_increments``) are here too, loaded
+``EventStoreSuite``, ``PluginSuite``, ``FaultProxy``, ``run_increments``, ``run_outbox``,
+``commit_through_lost_replies``) are here too, loaded
 when first asked for, since they need pytest.
 """
 
@@ -66,6 +67,8 @@ _KITS = {
     "PluginSuite": "clp_core.testing.plugins",
     "FaultProxy": "clp_core.testing.faults",
     "run_increments": "clp_core.testing.multiprocess",
+    "run_outbox": "clp_core.testing.multiprocess",
+    "commit_through_lost_replies": "clp_core.testing.exactly_once",
 }
 
 

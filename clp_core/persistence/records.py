@@ -28,7 +28,9 @@ class Records:
     ) -> None:
         self.limit, self.window = limit, window
         self._items: collections.OrderedDict[str, Any] = collections.OrderedDict(items or {})
-        self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(intents)
+        # intent id -> [intent id, transition]: the stored pair, built once, not on every write
+        self._intents: collections.OrderedDict[str, list[str | None]] = collections.OrderedDict(
+            (i, [i, t]) for i, t in intents)
         self._trim()
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict(
             (m["id"], dict(m)) for m in outbox)
@@ -51,7 +53,7 @@ class Records:
     def committed(self, intent_id: str) -> tuple[bool, str | None]:
         """Whether intent ``intent_id`` committed (within the window), and its transition."""
         if intent_id in self._intents:
-            return True, self._intents[intent_id]
+            return True, self._intents[intent_id][1]
         return False, None
 
     def reloaded(self, stored: Records) -> Records:
@@ -65,7 +67,7 @@ class Records:
         if entry.idempotency_key is not None:
             self._items[entry.idempotency_key] = entry_to_dict(entry)
         if entry.intent_id is not None and self.window:
-            self._intents[entry.intent_id] = entry.transition_result.name
+            self._intents[entry.intent_id] = [entry.intent_id, entry.transition_result.name]
         self._trim()
 
     def discard(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
@@ -90,10 +92,10 @@ class Records:
         return dict(self._items)
 
     def intents(self) -> tuple[tuple[str, str | None], ...]:
-        return tuple(self._intents.items())
+        return tuple((i, t) for i, t in self._intents.values())  # type: ignore[misc]
 
     def intents_list(self) -> list[list[str | None]]:
-        return [[i, t] for i, t in self._intents.items()]
+        return list(self._intents.values())
 
     def pending(self) -> list[Message]:
         """Messages emitted by commits that landed, not yet delivered, oldest first."""
