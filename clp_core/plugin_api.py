@@ -80,7 +80,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN", "ClpError", "CodecTransform", "CompiledIntent", "ConfigError", "ConflictError",
+    "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN", "ClpError", "CodecTransform", "CompiledIntent", "ConfigError",
+    "ConflictError",
     "Context", "Contract", "CorruptStateError", "DeliveryError", "Document", "EffectError", "Event", "EventStore",
     "FieldType", "Guard", "GuardDeniedError", "HistoryError", "HookError",
     "Inactive", "Intent", "IntentDef", "ListView", "LogEntry", "Message", "PathError", "PluginError",

@@ -98,7 +98,7 @@ class Encryption:
             raise CorruptStateError(f"{where} is sealed with {envelope.get('alg')!r} under key id {kid!r}; "
                                     f"clp-crypto reads {ALGORITHM!r}", backend=backend)
         cipher = self._ciphers.get(kid) if isinstance(kid, str) else None
-        if cipher is None:
+        if cipher is None or not isinstance(kid, str):
             raise CorruptStateError(f"{where} is encrypted under key id {kid!r}, which is not among the "
                                     f"configured keys {self.key_ids}", backend=backend)
         try:
