@@ -10,11 +10,63 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from .errors import CorruptStateError, StateValueError
 
 FORMAT = "clp/1"
+
+#: The format of a sealed envelope (one a :class:`Transform` wrote): its plaintext is a
+#: ``clp/1`` envelope, e.g. ``{"format": "clp/1+enc", "kid": "k2", "alg": "AES-256-GCM", ...}``.
+SEALED_FORMAT = "clp/1+enc"
+
+
+class Transform(Protocol):
+    """What :func:`use` installs: it turns the stored text of every document, event and
+    snapshot into another JSON envelope and back (``clp-crypto``'s ``Encryption`` does).
+
+    ``seal(text)`` gets a ``clp/1`` envelope's text and returns the text to store, a JSON
+    object whose ``"format"`` is :data:`SEALED_FORMAT`. ``open(envelope, backend=, key=)``
+    gets such an object, parsed, and returns the ``clp/1`` text it sealed; a missing key,
+    an unknown key id or tampered data is a :class:`CorruptStateError` naming the key id.
+    """
+
+    def seal(self, text: str) -> str: ...
+
+    def open(self, envelope: Mapping[str, Any], *, backend: str, key: str) -> str: ...
+
+
+#: The installed transform (None: the stored text is the ``clp/1`` envelope itself).
+_transform: Transform | None = None
+
+
+def use(transform: Transform | None) -> Transform | None:
+    """Install ``transform`` for the whole process (None removes it); returns the previous one.
+
+    With a transform, every adapter and event store writes sealed envelopes, and reads both
+    sealed and plain ``clp/1`` ones (data written before it was installed stays readable).
+    """
+    global _transform
+    previous, _transform = _transform, transform
+    return previous
+
+
+def current() -> Transform | None:
+    """The installed transform, or None."""
+    return _transform
+
+
+@contextmanager
+def using(transform: Transform | None) -> Iterator[Transform | None]:
+    """``with codec.using(transform):`` installs ``transform`` for the block, then restores
+    the previous one (for tests and scripts)."""
+    previous = use(transform)
+    try:
+        yield transform
+    finally:
+        use(previous)
 
 #: Deepest nesting of containers that a stored text may have, envelope included. State itself
 #: is limited to :data:`clp_core.state.MAX_DEPTH` levels at write time; the rest is room for
@@ -108,11 +160,27 @@ def encode(document: Any) -> str:
         except UnicodeEncodeError as exc:
             raise StateValueError(
                 f"document cannot be stored: a string holds a lone surrogate {text[exc.start]!r}") from None
+    if _transform is not None:
+        return _transform.seal(text)
     return text
 
 
-def decode(text: str | bytes, *, backend: str, key: str) -> Any:
-    """Parse an envelope; anything else is a :class:`CorruptStateError`, never empty state."""
+def _open_sealed(envelope: dict[str, Any], *, backend: str, key: str) -> str:
+    transform = _transform
+    if transform is None:
+        raise CorruptStateError(
+            f"stored value for key {key!r} is encrypted (key id {envelope.get('kid')!r}) and no codec "
+            "transform is installed: configure [plugins.clp-crypto] or call clp_core.codec.use(...)",
+            backend=backend)
+    return transform.open(envelope, backend=backend, key=key)
+
+
+def decode(text: str | bytes, *, backend: str, key: str, _sealed: bool = False) -> Any:
+    """Parse an envelope; anything else is a :class:`CorruptStateError`, never empty state.
+
+    A sealed envelope (:data:`SEALED_FORMAT`) is opened by the installed :class:`Transform`;
+    without one, it is a :class:`CorruptStateError` naming its key id.
+    """
     try:
         envelope = _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except RecursionError:
@@ -121,6 +189,9 @@ def decode(text: str | bytes, *, backend: str, key: str) -> Any:
     except (ValueError, TypeError) as exc:
         raise CorruptStateError(f"stored value for key {key!r} is not valid JSON: {exc}", backend=backend) from None
     if not isinstance(envelope, dict) or "format" not in envelope or "data" not in envelope:
+        if not _sealed and isinstance(envelope, dict) and envelope.get("format") == SEALED_FORMAT:
+            opened = _open_sealed(envelope, backend=backend, key=key)
+            return decode(opened, backend=backend, key=key, _sealed=True)
         raise CorruptStateError(f"stored value for key {key!r} is not a CLP envelope", backend=backend)
     if envelope["format"] != FORMAT:
         raise CorruptStateError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import codec
+from .codec import Transform as CodecTransform
 from .contract import CompiledIntent, Contract, Guard, IntentDef, Transition, compiled
 from .errors import (
     OUTCOME_NOT_APPLIED,
@@ -82,7 +83,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN", "ClpError", "CompiledIntent", "ConfigError", "ConflictError",
+    "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN", "ClpError", "CodecTransform", "CompiledIntent", "ConfigError",
+    "ConflictError",
     "Context", "Contract", "CorruptStateError", "DeliveryError", "Document", "EffectError", "Event", "EventStore",
     "FieldType", "Guard", "GuardDeniedError", "HistoryError", "HookError",
     "Inactive", "Intent", "IntentDef", "ListView", "LogEntry", "Message", "PathError", "PluginError",

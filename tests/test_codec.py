@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,63 @@ def test_encode_refuses_over_deep_documents() -> None:
         deep = [deep]
     with pytest.raises(StateValueError, match="deeper"):
         codec.encode({"x": deep})
+
+
+# -- the transform extension point (clp-crypto's Encryption is one; this one is a toy) ------------
+class _Rot:
+    """A stand-in transform: the text base64-encoded in a sealed envelope under key id ``kid``."""
+
+    def __init__(self, kid: str = "t1") -> None:
+        self.kid = kid
+
+    def seal(self, text: str) -> str:
+        import base64
+
+        return json.dumps({"format": codec.SEALED_FORMAT, "kid": self.kid, "alg": "toy",
+                           "ct": base64.b64encode(text.encode()).decode()})
+
+    def open(self, envelope: Any, *, backend: str, key: str) -> str:
+        import base64
+
+        if envelope.get("kid") != self.kid:
+            raise CorruptStateError(f"key id {envelope.get('kid')!r} unknown", backend=backend)
+        return base64.b64decode(envelope["ct"]).decode()
+
+
+def test_no_transform_by_default() -> None:
+    assert codec.current() is None
+    assert json.loads(codec.encode({"a": 1}))["format"] == codec.FORMAT
+
+
+def test_a_transform_seals_writes_and_opens_reads() -> None:
+    with codec.using(_Rot()) as installed:
+        assert codec.current() is installed
+        text = codec.encode({"secret": "s3cr3t", "when": dt.date(2024, 1, 2)})
+        assert "s3cr3t" not in text and json.loads(text)["kid"] == "t1"
+        assert codec.decode_document(text, backend="b", key="k") == {"secret": "s3cr3t", "when": dt.date(2024, 1, 2)}
+        plain = json.dumps({"format": codec.FORMAT, "data": {"old": True}})
+        assert codec.decode_document(plain, backend="b", key="k") == {"old": True}  # old data stays readable
+    assert codec.current() is None
+
+
+def test_a_sealed_value_without_a_transform_names_its_key_id() -> None:
+    with codec.using(_Rot("k7")):
+        text = codec.encode({"a": 1})
+    with pytest.raises(CorruptStateError, match=r"encrypted \(key id 'k7'\) and no codec transform is installed"):
+        codec.decode_document(text, backend="b", key="doc")
+
+
+def test_the_transform_s_errors_reach_the_caller() -> None:
+    with codec.using(_Rot("k1")):
+        text = codec.encode({"a": 1})
+    with codec.using(_Rot("k2")), pytest.raises(CorruptStateError, match="key id 'k1' unknown"):
+        codec.decode_document(text, backend="b", key="doc")
+
+
+def test_use_returns_the_previous_transform() -> None:
+    first, second = _Rot(), _Rot()
+    assert codec.use(first) is None
+    try:
+        assert codec.use(second) is first
+    finally:
+        codec.use(None)
