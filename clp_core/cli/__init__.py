@@ -251,6 +251,9 @@ def check_store_url(url: str) -> None:
     from ..plugins import registered
     from ..resolve import KNOWN_SCHEMES, missing_scheme_advice
 
+    from ._store_commands import configure_plugins
+
+    configure_plugins()
     scheme = urllib.parse.urlsplit(url).scheme
     schemes = sorted(registered("register_event_stores"))
     known = ", ".join(f"{s}://" for s in schemes)

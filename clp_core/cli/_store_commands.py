@@ -22,9 +22,18 @@ OUTBOX_COLUMNS = (Col("id", no_wrap=True), Col("topic", no_wrap=True), Col("stat
                   Col("payload"))
 
 
+def configure_plugins() -> None:
+    """Configure the enabled plugins as a runtime would, so that what they install for the
+    process (clp-crypto's encryption keys) applies to the stores a command opens."""
+    from ..plugins import runtime_hooks
+
+    runtime_hooks(None, ())
+
+
 async def pending_messages(url: str, key: str, events: bool) -> list[dict[str, Any]]:
     """The messages stored under ``key`` and not yet delivered: from the document (storage URL)
     or from the event stream (``events``), opened read-only (nothing is created)."""
+    configure_plugins()
     records = Records(0, window=0)
     if events:
         store = resolve_event_store(url, read_only=True)
@@ -85,6 +94,7 @@ def register(app: typer.Typer, url_argument: Any, key_argument: Any) -> None:
         from .. import retention
 
         async def run() -> Any:
+            configure_plugins()
             target = resolve_event_store(url) if events else resolve_storage(url)
             try:
                 return await retention.delete(target, key, dry_run=dry_run)
@@ -95,6 +105,7 @@ def register(app: typer.Typer, url_argument: Any, key_argument: Any) -> None:
 
 
 async def _with_store(url: str, action: Any) -> Any:
+    configure_plugins()
     store: EventStore = resolve_event_store(url)
     try:
         return await action(store)

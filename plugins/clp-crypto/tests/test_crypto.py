@@ -246,3 +246,32 @@ def test_configure_with_a_missing_variable_refuses_to_write(monkeypatch: pytest.
     assert isinstance(codec.current(), Refusing)
     with pytest.raises(ConfigError, match="cannot encrypt"):
         codec.encode({"note": SECRET})
+
+
+def test_the_command_line_reads_an_encrypted_store_with_the_configured_keys(
+        keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clp state`` configures the plugins before it opens the store, as a runtime does."""
+    pytest.importorskip("typer")
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from clp_core.cli import build_app
+    from clp_core.plugins import process_config
+
+    monkeypatch.setenv("CLP_TEST_CRYPTO_K1", keys["k1"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clp.toml").write_text('[plugins.clp-crypto]\nkeys = {k1 = "env:CLP_TEST_CRYPTO_K1"}\n')
+    process_config(refresh=True)
+    try:
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+        asyncio.run(write_notes(event_store=url, storage_key="doc"))
+        assert SECRET not in _sqlite_dump(tmp_path / "events.db")
+        codec.use(None)  # as in a new process: nothing installed, no manager configured yet
+        process_config(refresh=True)
+        result = CliRunner().invoke(build_app(), ["state", url, "doc", "--json"])
+        assert result.exit_code == 0, result.output
+        assert SECRET in json.dumps(json.loads(result.output))
+    finally:
+        process_config(refresh=True)
