@@ -250,7 +250,6 @@ def check_store_url(url: str) -> None:
     unknown scheme, ``memory://`` (empty in a new process), a local file that does not exist."""
     from ..plugins import registered
     from ..resolve import KNOWN_SCHEMES, missing_scheme_advice
-
     from ._store_commands import configure_plugins
 
     configure_plugins()
