@@ -26,6 +26,7 @@ from clp_core.plugin_api import (
     Event,
     HistoryError,
     apply_events,
+    lineage,
     plain,
     replay,
     resolve_event_store,
@@ -247,6 +248,11 @@ class StoreReader:
     async def last_seq(self, key: str) -> int:
         await self.open()
         return await self.events.last_seq(key) if self.events else 0
+
+    async def lineage(self, key: str) -> list[tuple[str, int]]:
+        """A fork's ancestry, nearest first (``[]`` for an aggregate that is not a fork)."""
+        await self.open()
+        return await lineage(self.events, key) if self.events else []
 
     async def get_events(self, key: str, after: int = 0, until: int | None = None) -> list[Event]:
         await self.open()

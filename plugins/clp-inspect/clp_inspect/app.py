@@ -245,7 +245,8 @@ def create_app(
         timeline = await timeline_context(key, show)
         seq = wanted_seq(request, timeline["last_seq"])
         context = {**timeline, **await state_context(key, seq), **await live_context(key)}
-        return render("aggregate.html", aggregates=await reader.aggregates(), seq=seq, **context)
+        return render("aggregate.html", aggregates=await reader.aggregates(), seq=seq,
+                      lineage=await reader.lineage(key), **context)
 
     async def aggregates_fragment(request: Request) -> Response:
         return render("_aggregates.html", aggregates=await reader.aggregates(), key=request.query_params.get("key"))

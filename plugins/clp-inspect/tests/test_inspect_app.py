@@ -354,3 +354,24 @@ async def test_the_stream_reports_new_commits_while_a_runtime_commits(
     assert len([name for name, _ in events if name == "live"]) >= 2  # the committing runtime published too
     assert bookings == 2
     assert response.text.startswith("retry: 1000\n\n")
+
+
+async def test_a_fork_shows_its_lineage_linked_to_its_parents(tmp_path: Path) -> None:
+    import clp_core as clp
+
+    store = url(tmp_path / "chats.db")
+    contract = clp.create_contract(intents={"say": {"inputs": {"text": "string"}}},
+                                   transitions={"say": {"effects": lambda ctx: {"said": ctx.intent.payload["text"]}}})
+    async with clp.create_runtime(contract, storage_key="chat:1", event_store=store) as root:
+        for text in ("a", "b", "c"):
+            await root.execute("say", {"text": text})
+        child = await root.fork(at=2, key="chat:2")
+        await child.execute("say", {"text": "<b>x</b>"})
+        grandchild = await child.fork(at=1, key="chat:3")
+        await grandchild.execute("say", {"text": "y"})
+    async with client_for(tmp_path / "chats.db") as client:
+        page = (await client.get("/aggregate", params={"key": "chat:3"})).text
+        plain_root = (await client.get("/aggregate", params={"key": "chat:1"})).text
+    assert 'id="lineage"' in page and 'id="lineage"' not in plain_root
+    found = re.findall(r'<a href="/aggregate\?key=([^&"]+)&amp;seq=(\d+)">', page)
+    assert found == [("chat%3A2", "1"), ("chat%3A1", "2")]
