@@ -166,7 +166,11 @@ class Runtimes:
             self._live.move_to_end(key)
         slot.users += 1
         if len(self._live) > self.max_live:
-            await self._shrink()
+            try:
+                await self._shrink()
+            except BaseException:  # cancelled while an evicted runtime closes: not in use after all
+                slot.users -= 1
+                raise
         return slot
 
     async def _release(self, key: str, slot: _Slot) -> None:

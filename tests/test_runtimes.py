@@ -151,6 +151,23 @@ async def test_a_runtime_in_use_is_never_evicted() -> None:
             assert runtime.get_state("count") == 1
 
 
+async def test_a_call_cancelled_while_an_eviction_closes_does_not_pin_its_runtime() -> None:
+    class SlowClose:
+        @clp.hookimpl
+        async def on_close(self) -> None:
+            await asyncio.sleep(0.05)
+
+    async with clp.Runtimes(counter(), max_live=1, middleware=[SlowClose()], config=NO_PLUGINS) as runtimes:
+        await runtimes.execute("a", "increment")
+        call = asyncio.ensure_future(runtimes.execute("b", "increment"))  # evicts a: waits for its close
+        await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await runtimes.execute("c", "increment")  # b, never used, is evictable
+        assert runtimes.live_keys() == ["c"]
+
+
 async def test_the_shared_adapter_is_not_closed_by_eviction() -> None:
     adapter = CountingAdapter()
     runtimes = clp.Runtimes(counter(), storage=adapter, max_live=2, config=NO_PLUGINS)
