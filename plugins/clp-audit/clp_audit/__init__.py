@@ -17,19 +17,24 @@ with no handler when the runtime is created leaves the plugin inactive (``always
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clp_core.plugin_api import ConfigError, Inactive
 
-from ._plugin import DEFAULT_LOGGER, AuditPlugin
-from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
+if TYPE_CHECKING:
+    from ._plugin import AuditPlugin
+    from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
 
 __version__ = "0.2.0"
 __all__ = ["DEFAULT_LOGGER", "AuditPlugin", "JsonlFileSink", "LoggingSink", "Sink", "StructlogSink",
            "configure", "encode"]
+
+#: The logger records go to when no sink is named.
+DEFAULT_LOGGER = "clp.audit"
 
 name = "clp-audit"
 enabled_by_default = True
@@ -80,6 +85,8 @@ def configure(options: Mapping[str, Any]) -> AuditPlugin | Inactive:
             return Inactive("no sink (no path, logger = false)")
         if not logging.getLogger(name).hasHandlers():
             return Inactive(f"logger {name!r} has no handler (logging not configured)")
+    from ._plugin import AuditPlugin  # the sinks load when there is somewhere to ship to
+
     return AuditPlugin(
         path,
         max_bytes=_count(options, "max_bytes", 0),
@@ -89,3 +96,14 @@ def configure(options: Mapping[str, Any]) -> AuditPlugin | Inactive:
         fsync=_flag(options, "fsync"),
         **kwargs,
     )
+
+
+_HOMES = {"AuditPlugin": "_plugin", "JsonlFileSink": "_sinks", "LoggingSink": "_sinks", "Sink": "_sinks",
+          "StructlogSink": "_sinks", "encode": "_sinks"}
+
+
+def __getattr__(attribute: str) -> Any:
+    home = _HOMES.get(attribute)
+    if home is None:
+        raise AttributeError(f"module 'clp_audit' has no attribute {attribute!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), attribute)
