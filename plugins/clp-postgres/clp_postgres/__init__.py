@@ -15,12 +15,13 @@ if TYPE_CHECKING:
     from ._common import DEFAULT_DSN, InvalidIdentifierError, check_identifier
     from .adapter import PostgresAdapter
     from .events import PostgresEventStore
-    from .migrate import migrate
+
+from .migrate import migrate  # light: a function named like its module, so bound here, eagerly
 
 __version__ = "0.2.0"
 
 _HOMES = {"DEFAULT_DSN": "_common", "InvalidIdentifierError": "_common", "check_identifier": "_common",
-          "PostgresAdapter": "adapter", "PostgresEventStore": "events", "migrate": "migrate"}
+          "PostgresAdapter": "adapter", "PostgresEventStore": "events"}
 
 __all__ = [
     "DEFAULT_DSN",
