@@ -1,6 +1,11 @@
 """Overhead of the hook machinery: commit throughput with 0 plugins vs 10 no-op plugins that
 implement every lifecycle hook (half sync, half async). Target: at most 30% slower.
 
+Then the cost of installed-but-unconfigured plugins on a persisted commit: ``execute`` on a
+SQLite-backed runtime with no entry-point plugin, next to one with clp-otel (no tracer or meter
+provider set) and clp-audit (its default ``clp.audit`` logger, which has no handler), enabled
+through the configuration as an application gets them. Target: at most 5% slower.
+
     .venv/bin/python bench/bench_plugins.py [--quick]
 """
 
@@ -8,6 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import statistics
+import tempfile
+from importlib import metadata
 from typing import Any
 
 from _common import CORE_ONLY, RESULTS_DIR, settle, time_executes, write_results
@@ -68,7 +78,64 @@ async def main(quick: bool) -> dict[str, Any]:
     print(f"{'execute(), 0 plugins':<40}{best_bare:>12,.0f}/s")
     print(f"{'execute(), 10 no-op plugins x 8 hooks':<40}{best_hooked:>12,.0f}/s")
     print(f"{'  slower by':<40}{slowdown:>12.1%}  target <= 30%  {verdict}")
-    return {"bare_per_s": best_bare, "hooked_per_s": best_hooked, "slowdown": slowdown, "verdict": verdict}
+    results: dict[str, Any] = {"bare_per_s": best_bare, "hooked_per_s": best_hooked, "slowdown": slowdown,
+                               "verdict": verdict}
+    results["unconfigured"] = await unconfigured(quick)
+    return results
+
+
+UNCONFIGURED = ("clp-otel", "clp-audit")
+
+
+async def unconfigured(quick: bool) -> dict[str, Any]:
+    """Persisted commits (SQLite) with no entry-point plugin vs with clp-otel and clp-audit as
+    installed and left unconfigured, in alternating batches (commits/s of the median batch).
+    Both forced on (``always_on``: spans to the API's no-op providers, records to a logger with
+    no handler), what they cost before they went inactive, is printed for reference."""
+    installed = {ep.name for ep in metadata.entry_points(group="clp")}
+    if not set(UNCONFIGURED) <= installed:
+        print(f"{'unconfigured otel + audit':<40}{'SKIP':>12}  (needs {', '.join(UNCONFIGURED)} installed)")
+        return {"skipped": "clp-otel and clp-audit not installed"}
+    if logging.getLogger("clp.audit").hasHandlers():
+        raise SystemExit("bench_plugins: the clp.audit logger has a handler here; the figure needs it unconfigured")
+    # small batches, round-robin, many rounds, the median batch: a shared disk's hiccups (a WAL
+    # checkpoint, another process's fsync) land on every side alike and do not pick the winner
+    batch, rounds = (50, 20) if quick else (100, 60)
+    enabled = {"disable": ["*"], "enable": list(UNCONFIGURED)}
+    forced = {**enabled, "plugins": {"clp-otel": {"always_on": True}, "clp-audit": {"always_on": True}}}
+    with tempfile.TemporaryDirectory(prefix="clp-bench-plugins-") as tmp:
+        url = f"sqlite:///{os.path.join(tmp, 'state.db')}"
+        sides = {
+            "core only": clp.create_runtime(contract(), storage=url, storage_key="bare", config=CORE_ONLY),
+            "otel + audit, unconfigured": clp.create_runtime(contract(), storage=url, storage_key="plugins",
+                                                             config=enabled),
+            "otel + audit forced on": clp.create_runtime(contract(), storage=url, storage_key="forced", config=forced),
+        }
+        kinds = {name: sorted(type(p).__name__ for p in rt.hooks.pm.get_plugins()) for name, rt in sides.items()}
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        try:
+            for runtime in sides.values():
+                await time_executes(runtime, batch * 2)
+            settle()
+            for _ in range(rounds):
+                for name, runtime in sides.items():
+                    times[name].append(await time_executes(runtime, batch))
+        finally:
+            for runtime in sides.values():
+                await runtime.close()
+    best = {name: batch / statistics.median(t) for name, t in times.items()}
+    n, reps = batch, rounds
+    base = best["core only"]
+    added = {name: 1 - rate_ / base for name, rate_ in best.items()}
+    verdict = "PASS" if added["otel + audit, unconfigured"] <= 0.05 else "MISS"
+    for name, rate_ in best.items():
+        detail = "" if name == "core only" else f"  slower by {added[name]:.1%}"
+        if name == "otel + audit, unconfigured":
+            detail += f"  target <= 5%  {verdict}"
+        print(f"{'SQLite execute(), ' + name:<48}{rate_:>10,.0f}/s{detail}")
+    return {"per_s": best, "slower_by": added, "batch": n, "rounds": reps, "plugins": kinds,
+            "all_batches_s": times,
+            "target": "unconfigured otel + audit <= 5% slower", "verdict": verdict}
 
 
 if __name__ == "__main__":

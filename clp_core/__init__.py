@@ -8,6 +8,7 @@ from .hookspecs import hookimpl
 from .lifecycle import Context, Runtime, create_runtime
 from .log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
 from .messages import Message
+from .runtimes import Runtimes
 from .saga import Parallel, Saga, SagaContext, SagaResult, Step
 from .state import Change, ListView, StateView
 from .storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter, StorageAdapter
@@ -19,7 +20,8 @@ __all__ = [
     "Change", "ClpError", "Context", "Contract", "ContractBuilder", "Ctx", "Event", "EventStore",
     "FileSystemAdapter", "Guard",
     "GuardOutcome", "Intent", "IntentDef", "ListView", "LogEntry", "MemoryAdapter", "Message", "MemoryEventStore",
-    "Parallel", "Proposal", "Runtime", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext", "SagaResult",
+    "Parallel", "Proposal", "Runtime", "Runtimes", "SQLiteAdapter", "SQLiteEventStore", "Saga", "SagaContext",
+    "SagaResult",
     "StateView", "Step", "StorageAdapter", "Transition", "TransitionResult",
     "compiled", "create_contract", "create_runtime", "errors", "hookimpl", "ops", "path",
 ]

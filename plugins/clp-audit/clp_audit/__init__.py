@@ -10,30 +10,36 @@ failures, saga progress) reaches the ``on_log_entry`` hook in log order and is s
 
 As the ``clp-audit`` entry-point plugin (on by default once installed), options come from
 ``[tool.clp.plugins.clp-audit]``, ``clp.toml`` or ``create_runtime(config=...)``: ``path``,
-``max_bytes``, ``backup_count``, ``logger``, ``level``, ``structlog``, ``fsync``. With no
-``path`` and no ``logger``, records go to the ``clp.audit`` logger at INFO.
+``max_bytes``, ``backup_count``, ``logger``, ``level``, ``structlog``, ``fsync``, ``always_on``.
+With no ``path`` and no ``logger``, records go to the ``clp.audit`` logger at INFO; a logger
+with no handler when the runtime is created leaves the plugin inactive (``always_on`` keeps it).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clp_core.plugin_api import ConfigError
+from clp_core.plugin_api import ConfigError, Inactive
 
-from ._plugin import DEFAULT_LOGGER, AuditPlugin
-from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
+if TYPE_CHECKING:
+    from ._plugin import AuditPlugin
+    from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
 
 __version__ = "0.2.0"
 __all__ = ["DEFAULT_LOGGER", "AuditPlugin", "JsonlFileSink", "LoggingSink", "Sink", "StructlogSink",
            "configure", "encode"]
 
+#: The logger records go to when no sink is named.
+DEFAULT_LOGGER = "clp.audit"
+
 name = "clp-audit"
 enabled_by_default = True
 
-OPTIONS = frozenset({"path", "max_bytes", "backup_count", "logger", "level", "structlog", "fsync"})
+OPTIONS = frozenset({"path", "max_bytes", "backup_count", "logger", "level", "structlog", "fsync", "always_on"})
 
 
 def _count(options: Mapping[str, Any], key: str, default: int) -> int:
@@ -50,8 +56,12 @@ def _flag(options: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-def configure(options: Mapping[str, Any]) -> AuditPlugin:
-    """A plugin for one runtime from its ``clp-audit`` options (``logger = false``: no logger)."""
+def configure(options: Mapping[str, Any]) -> AuditPlugin | Inactive:
+    """A plugin for one runtime from its ``clp-audit`` options (``logger = false``: no logger).
+
+    When its only sink would be a ``logging`` logger with no handler (on it or its ancestors:
+    logging is not configured, the records would go nowhere), the plugin is inactive and costs
+    nothing, unless ``always_on`` is true. Configure logging before creating runtimes."""
     unknown = set(options) - OPTIONS
     if unknown:
         raise ConfigError(f"clp-audit: unknown options {sorted(unknown)} (expected {sorted(OPTIONS)})")
@@ -69,6 +79,14 @@ def configure(options: Mapping[str, Any]) -> AuditPlugin:
         level = logging.getLevelName(level.upper())
     if isinstance(level, bool) or not isinstance(level, int):
         raise ConfigError(f"clp-audit: unknown level {options.get('level')!r}")
+    if not _flag(options, "always_on") and path is None and not options.get("structlog"):
+        name = kwargs.get("logger", DEFAULT_LOGGER)
+        if not name:
+            return Inactive("no sink (no path, logger = false)")
+        if not logging.getLogger(name).hasHandlers():
+            return Inactive(f"logger {name!r} has no handler (logging not configured)")
+    from ._plugin import AuditPlugin  # the sinks load when there is somewhere to ship to
+
     return AuditPlugin(
         path,
         max_bytes=_count(options, "max_bytes", 0),
@@ -78,3 +96,14 @@ def configure(options: Mapping[str, Any]) -> AuditPlugin:
         fsync=_flag(options, "fsync"),
         **kwargs,
     )
+
+
+_HOMES = {"AuditPlugin": "_plugin", "JsonlFileSink": "_sinks", "LoggingSink": "_sinks", "Sink": "_sinks",
+          "StructlogSink": "_sinks", "encode": "_sinks"}
+
+
+def __getattr__(attribute: str) -> Any:
+    home = _HOMES.get(attribute)
+    if home is None:
+        raise AttributeError(f"module 'clp_audit' has no attribute {attribute!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), attribute)

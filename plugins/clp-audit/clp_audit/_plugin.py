@@ -10,14 +10,13 @@ from typing import Any
 from clp_core import LogEntry, hookimpl
 from clp_core.plugin_api import entry_to_dict
 
+from . import DEFAULT_LOGGER  # defined by the package (configure() needs it without this module)
 from ._sinks import JsonlFileSink, LoggingSink, Sink, StructlogSink, encode
 
 __all__ = ["DEFAULT_LOGGER", "AuditPlugin"]
 
 _log = logging.getLogger("clp.audit.plugin")
 
-#: The logger records go to when no sink is named.
-DEFAULT_LOGGER = "clp.audit"
 _UNSET: Any = object()
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
+import subprocess
+import sys
 
 import clp_audit
 import pytest
 
 import clp_core as clp
 from clp_core.config import PluginConfig
+from clp_core.plugin_api import Inactive
 from clp_core.plugins import plugin_statuses
 from clp_core.testing.plugins import reference_contract
 
@@ -54,3 +58,29 @@ async def test_disabling_it_by_config_turns_it_off(tmp_path: pathlib.Path) -> No
     assert not any(isinstance(p, clp_audit.AuditPlugin) for p in runtime.hooks.pm.get_plugins())
     await runtime.execute("increment", {"amount": 1})
     assert not path.exists()
+
+
+def test_inactive_when_its_logger_has_no_handler() -> None:
+    """Records for a logger with no handler go nowhere: the plugin implements no hook then."""
+    lonely = logging.getLogger("clp.test.audit.lonely")
+    lonely.propagate = False  # no handler on it, and none reached through its ancestors
+    try:
+        plugin = clp_audit.configure({"logger": "clp.test.audit.lonely"})
+        assert isinstance(plugin, Inactive) and "no handler" in plugin.reason
+        assert isinstance(clp_audit.configure({"logger": "clp.test.audit.lonely", "always_on": True}),
+                          clp_audit.AuditPlugin)
+        lonely.addHandler(logging.NullHandler())
+        assert isinstance(clp_audit.configure({"logger": "clp.test.audit.lonely"}), clp_audit.AuditPlugin)
+    finally:
+        lonely.handlers.clear()
+        lonely.propagate = True
+    assert isinstance(clp_audit.configure({"logger": False}), Inactive)
+
+
+def test_the_default_logger_unconfigured_leaves_it_inactive() -> None:
+    code = ("import clp_audit; p = clp_audit.configure({}); print(type(p).__name__, getattr(p, 'reason', ''));"
+            "import logging; logging.basicConfig(); print(type(clp_audit.configure({})).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("Inactive logger 'clp.audit' has no handler") and lines[1] == "AuditPlugin"

@@ -18,11 +18,12 @@ Or through configuration (``[plugins.clp-breaker]``); the plugin is a no-op unti
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clp_core.plugin_api import Inactive, shared
 
-from ._plugin import CIRCUIT_PHASES, BreakerPlugin, CircuitOpenError, default_is_failure
+if TYPE_CHECKING:
+    from ._plugin import CIRCUIT_PHASES, BreakerPlugin, CircuitOpenError, default_is_failure
 
 __version__ = "0.2.0"
 
@@ -35,6 +36,10 @@ def configure(options: Mapping[str, Any]) -> BreakerPlugin | Inactive:
     The same options give the same instance within a process, so runtimes configured alike
     share their circuits (with ``memory://`` the state lives in the instance).
     """
+    if not options:  # nothing configured: nothing to do, and purgatory is not even imported
+        return Inactive("no fail_max or circuits configured")
+    from ._plugin import BreakerPlugin
+
     return _active(shared(BreakerPlugin.from_options, options))
 
 
@@ -43,3 +48,11 @@ def _active(plugin: BreakerPlugin) -> BreakerPlugin | Inactive:
 
 
 __all__ = ["Inactive", "CIRCUIT_PHASES", "BreakerPlugin", "CircuitOpenError", "configure", "default_is_failure"]
+
+
+def __getattr__(attribute: str) -> Any:  # the plugin module (and its library) load on first use
+    if attribute in ("CIRCUIT_PHASES", "BreakerPlugin", "CircuitOpenError", "default_is_failure"):
+        from . import _plugin
+
+        return getattr(_plugin, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

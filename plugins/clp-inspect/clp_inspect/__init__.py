@@ -19,16 +19,33 @@ on demand so that runtimes using only :class:`LiveInspector` do not load it.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._live import INDEX_KEY, LIVE_PREFIX, LiveInspector, live_key
-from ._reader import InspectError, ReadOnlyEventStore, ReadOnlyStorage, StoreReader
-from ._security import BindError, check_bind, is_loopback
+if TYPE_CHECKING:
+    from ._live import INDEX_KEY, LIVE_PREFIX, LiveInspector, live_key
+    from ._reader import InspectError, ReadOnlyEventStore, ReadOnlyStorage, StoreReader
+    from ._security import BindError, check_bind, is_loopback
+
+__version__ = "0.2.0"
 
 __all__ = [
     "INDEX_KEY", "LIVE_PREFIX", "BindError", "InspectError", "LiveInspector", "ReadOnlyEventStore",
     "ReadOnlyStorage", "StoreReader", "check_bind", "is_loopback", "live_key", "serve",
 ]
+
+# where each name lives: imported on first use, so that the ``clp`` entry point
+# (``clp_inspect.plugin``, found at every runtime's plugin discovery) loads none of them
+_HOMES = {"INDEX_KEY": "_live", "LIVE_PREFIX": "_live", "LiveInspector": "_live", "live_key": "_live",
+          "InspectError": "_reader", "ReadOnlyEventStore": "_reader", "ReadOnlyStorage": "_reader",
+          "StoreReader": "_reader", "BindError": "_security", "check_bind": "_security", "is_loopback": "_security"}
+
+
+def __getattr__(attribute: str) -> Any:
+    home = _HOMES.get(attribute)
+    if home is None:
+        raise AttributeError(f"module 'clp_inspect' has no attribute {attribute!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), attribute)
 
 
 def serve(*args: object, **kwargs: object) -> None:

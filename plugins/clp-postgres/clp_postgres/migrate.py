@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import PoolClient, check_identifier
-from .schema import create_tables, event_tables_ddl, snapshots_table_name, state_table_ddl
-
 
 async def migrate(
     dsn: str,
@@ -18,6 +15,10 @@ async def migrate(
     """Create the state table ``schema.table`` and, unless ``events_table`` is None, the
     event tables ``schema.events_table`` and ``schema.<events_table>_snapshots``
     (``CREATE ... IF NOT EXISTS``: running it again is harmless). Returns the tables."""
+    # asyncpg loads here, not when the package is imported (the package exports this function)
+    from ._common import PoolClient, check_identifier
+    from .schema import create_tables, event_tables_ddl, snapshots_table_name, state_table_ddl
+
     schema = check_identifier(schema, "schema")
     table = check_identifier(table, "table")
     tables, ddl = [table], state_table_ddl(schema, table)

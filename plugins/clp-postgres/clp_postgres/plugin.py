@@ -12,14 +12,13 @@ from typing import Any
 
 from clp_core.plugin_api import ClpError, hookimpl
 
-from ._common import split_url, url_kwargs
-
 name = "clp-postgres"
 
 SCHEMES = ("postgresql", "postgres")
 
 
 def storage_from_url(url: str) -> Any:
+    from ._common import split_url, url_kwargs  # asyncpg is imported when a URL asks for it
     from .adapter import PostgresAdapter
 
     dsn, options = split_url(url)
@@ -27,6 +26,7 @@ def storage_from_url(url: str) -> Any:
 
 
 def event_store_from_url(url: str) -> Any:
+    from ._common import split_url, url_kwargs
     from .events import PostgresEventStore
 
     dsn, options = split_url(url)
@@ -57,6 +57,7 @@ def register_commands(cli: Any) -> None:
         no_events: bool = typer.Option(False, "--no-events", help="Only the state table."),
     ) -> None:
         """Create CLP's PostgreSQL tables (state, events, snapshots) if they do not exist."""
+        from ._common import split_url
         from .migrate import migrate
 
         url, options = split_url(dsn)

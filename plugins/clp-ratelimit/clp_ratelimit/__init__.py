@@ -18,11 +18,12 @@ Or through configuration (``[tool.clp.plugins.clp-ratelimit]``, ``clp.toml`` or
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clp_core.plugin_api import Inactive, shared
 
-from ._plugin import RateLimitedError, RateLimitPlugin
+if TYPE_CHECKING:
+    from ._plugin import RateLimitedError, RateLimitPlugin
 
 __version__ = "0.2.0"
 
@@ -35,6 +36,10 @@ def configure(options: Mapping[str, Any]) -> RateLimitPlugin | Inactive:
     The same options give the same instance within a process, so every runtime configured
     alike shares one budget (with ``memory://``, a budget lives in the instance).
     """
+    if not options:  # nothing configured: nothing to do, and limits is not even imported
+        return Inactive("no limits configured")
+    from ._plugin import RateLimitPlugin
+
     return _active(shared(RateLimitPlugin.from_options, options))
 
 
@@ -43,3 +48,11 @@ def _active(plugin: RateLimitPlugin) -> RateLimitPlugin | Inactive:
 
 
 __all__ = ["Inactive", "RateLimitPlugin", "RateLimitedError", "configure"]
+
+
+def __getattr__(attribute: str) -> Any:  # the plugin module (and its library) load on first use
+    if attribute in ("RateLimitPlugin", "RateLimitedError"):
+        from . import _plugin
+
+        return getattr(_plugin, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

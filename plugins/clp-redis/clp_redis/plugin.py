@@ -13,15 +13,23 @@ from clp_core.plugin_api import hookimpl
 name = "clp-redis"
 
 
+def storage_from_url(url: str) -> Any:
+    from .adapter import RedisAdapter  # redis is imported when a URL asks for it, not at discovery
+
+    return RedisAdapter(url)
+
+
+def event_store_from_url(url: str) -> Any:
+    from .events import RedisEventStore
+
+    return RedisEventStore(url)
+
+
 @hookimpl
 def register_storage() -> dict[str, Any]:
-    from .adapter import RedisAdapter
-
-    return {"redis": RedisAdapter, "rediss": RedisAdapter}
+    return {"redis": storage_from_url, "rediss": storage_from_url}
 
 
 @hookimpl
 def register_event_stores() -> dict[str, Any]:
-    from .events import RedisEventStore
-
-    return {"redis": RedisEventStore, "rediss": RedisEventStore}
+    return {"redis": event_store_from_url, "rediss": event_store_from_url}

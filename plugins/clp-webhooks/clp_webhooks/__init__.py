@@ -17,21 +17,22 @@ Or through configuration (``[plugins.clp-webhooks]``); the plugin is a no-op unt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clp_core.plugin_api import Inactive
 
-from ._plugin import (
-    DEFAULT_EVENTS,
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    EVENTS,
-    SIGNATURE_HEADER,
-    WebhookPlugin,
-    WebhookStats,
-    sign,
-    verify,
-)
+if TYPE_CHECKING:
+    from ._plugin import (
+        DEFAULT_EVENTS,
+        DELIVERY_HEADER,
+        EVENT_HEADER,
+        EVENTS,
+        SIGNATURE_HEADER,
+        WebhookPlugin,
+        WebhookStats,
+        sign,
+        verify,
+    )
 
 __version__ = "0.2.0"
 
@@ -41,6 +42,10 @@ name = "clp-webhooks"
 def configure(options: Mapping[str, Any]) -> WebhookPlugin | Inactive:
     """A new plugin for ``options`` (the ``[plugins.clp-webhooks]`` table): one per runtime,
     each with its own queue, flushed when that runtime closes."""
+    if not options:  # nothing configured: nothing to do, and httpx is not even imported
+        return Inactive("no url configured")
+    from ._plugin import WebhookPlugin
+
     plugin = WebhookPlugin.from_options(options)
     return plugin if plugin.urls else Inactive("no url configured")
 
@@ -49,3 +54,11 @@ __all__ = [
     "DEFAULT_EVENTS", "Inactive", "DELIVERY_HEADER", "EVENTS", "EVENT_HEADER", "SIGNATURE_HEADER", "WebhookPlugin",
     "WebhookStats", "configure", "sign", "verify",
 ]
+
+
+def __getattr__(attribute: str) -> Any:  # the plugin module (and its library) load on first use
+    if attribute in __all__ and attribute not in ("Inactive", "configure"):
+        from . import _plugin
+
+        return getattr(_plugin, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
