@@ -71,7 +71,9 @@ class EventPersistence:
         """Catch up by the tail: the events after the last one this runtime knows."""
         with storage_errors("read of", self.key, self.name):
             events = await self.store.get_events(self.key, after=self.seq)
-        if events and events[0].seq != self.seq + 1:  # pruned meanwhile: start again from a snapshot
+        if not events or events[0].seq != self.seq + 1:
+            # nothing after our last seq although a writer got there first (the stream was
+            # deleted, pruned or lost): start again from what the store holds
             return await self.load()
         apply_events(state, events, owned=True)
         for event in events:

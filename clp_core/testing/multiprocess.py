@@ -191,7 +191,7 @@ async def run_outbox(
     """``processes`` workers each commit until ``commits`` commits were acknowledged, each commit
     emitting one message; the handler waits up to ``delay`` s, then appends a line to a shared
     file. With ``kills``, a worker under way (committing since it was last started) is SIGKILLed
-    that many times (every 0.1-0.4 s) and restarted; then a fresh runtime in this process
+    that many times (every 0.05-0.15 s) and restarted; then a fresh runtime in this process
     hydrates and drains (delivering the rest)."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="clp-outbox-") as tmp:
@@ -218,7 +218,7 @@ async def run_outbox(
             began = time.perf_counter()
             start.touch()
             while killed < kills:
-                await asyncio.sleep(rng.uniform(0.1, 0.4))
+                await asyncio.sleep(rng.uniform(0.05, 0.15))
                 alive = [name for name, proc in procs.items() if proc.returncode is None]
                 if not alive:
                     break
