@@ -261,8 +261,8 @@ def test_the_command_line_reads_an_encrypted_store_with_the_configured_keys(
     from clp_core.plugins import process_config
 
     monkeypatch.setenv("CLP_TEST_CRYPTO_K1", keys["k1"])
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "clp.toml").write_text('[plugins.clp-crypto]\nkeys = {k1 = "env:CLP_TEST_CRYPTO_K1"}\n')
+    monkeypatch.setenv("CLP_CONFIG", str(tmp_path / "clp.toml"))
     process_config(refresh=True)
     try:
         url = f"sqlite:///{tmp_path / 'events.db'}"
@@ -274,4 +274,5 @@ def test_the_command_line_reads_an_encrypted_store_with_the_configured_keys(
         assert result.exit_code == 0, result.output
         assert SECRET in json.dumps(json.loads(result.output))
     finally:
+        monkeypatch.delenv("CLP_CONFIG")  # the next tests' configuration has no keys
         process_config(refresh=True)
