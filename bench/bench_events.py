@@ -157,7 +157,7 @@ def wal_path(path: str) -> str:
 
 async def on_connection(db: clp.SQLiteAdapter, sql: str) -> Any:
     """Run ``sql`` on the adapter's own connection (a pragma is per connection)."""
-    return await db._run(lambda c: c.execute(sql).fetchall())  # bench-only use of the private hop
+    return await db.run(lambda c: c.execute(sql).fetchall())
 
 
 # -- 1. bytes per commit ----------------------------------------------------------------------
