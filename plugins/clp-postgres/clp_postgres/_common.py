@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import inspect
@@ -296,7 +297,7 @@ def _terminate(pool: Any) -> None:
         pool.terminate()
 
 
-class TableClient:
+class TableClient(abc.ABC):
     """What the adapter and the event store share: checked identifiers, the pool client, and
     their tables created on first use (subclasses implement ``_create(connection)``)."""
 
@@ -358,8 +359,9 @@ class TableClient:
         """The asyncpg pool (``None`` before first use and after :meth:`close`)."""
         return self._client.pool
 
+    @abc.abstractmethod
     async def _create(self, connection: Any) -> None:
-        raise NotImplementedError  # pragma: no cover - every subclass creates its tables
+        """Create the tables (first use, unless read-only)."""
 
     async def _run(self, what: str, fn: Any) -> Any:
         if not self._ready and self.read_only:
