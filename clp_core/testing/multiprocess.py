@@ -258,6 +258,16 @@ async def run_outbox(
     return OutboxResult(final, deliveries, acked, failed, killed, pending, elapsed, reports)
 
 
+async def _ready_then_start(ready: str, start: str) -> None:
+    """A worker says it is ready (hydrated), then waits for the start signal (at most 60 s)."""
+    Path(ready).touch()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(start):
+        if time.monotonic() > deadline:
+            raise SystemExit("no start signal within 60 s")
+        await asyncio.sleep(0.001)
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -290,12 +300,7 @@ async def _outbox_worker(url: str, key: str, count: int, ready: str, start: str,
     successes = failures = retried = 0
     errors: list[str] = []
     async with runtime:
-        Path(ready).touch()
-        deadline = time.monotonic() + 60
-        while not os.path.exists(start):
-            if time.monotonic() > deadline:
-                raise SystemExit("no start signal within 60 s")
-            await asyncio.sleep(0.001)
+        await _ready_then_start(ready, start)
         while done + successes < count:
             intent_id = new_id()
             failed_with: ClpError
@@ -342,12 +347,7 @@ async def _worker(url: str, key: str, count: int, ready: str, start: str, retrie
     successes = failures = worst = 0
     errors: list[str] = []
     async with runtime:
-        Path(ready).touch()
-        deadline = time.monotonic() + 60
-        while not os.path.exists(start):
-            if time.monotonic() > deadline:
-                raise SystemExit("no start signal within 60 s")
-            await asyncio.sleep(0.001)
+        await _ready_then_start(ready, start)
         began = time.perf_counter()
         for _ in range(count):
             before = conflicts
