@@ -80,12 +80,10 @@ def entry_from_event(event: Event) -> LogEntry:
     )
 
 
-_converter = cattrs.Converter()
+_converter = cattrs.Converter()  # writing events; reading builds them directly (_event_from_raw)
 _converter.register_unstructure_hook(Change, lambda c: {
     "op": c.op, "path": c.path, "value": plain(c.value), "start": c.start, "delete_count": c.delete_count})
 _converter.register_unstructure_hook(Mapping, lambda m: {k: plain(v) for k, v in m.items()})
-_converter.register_structure_hook_func(
-    lambda t: getattr(t, "__origin__", None) is Mapping, lambda v, _: dict(v))
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _upcasters: dict[int, Upcaster] = {}
