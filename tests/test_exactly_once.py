@@ -165,3 +165,15 @@ async def test_a_bad_intent_id_is_refused() -> None:
         with pytest.raises(ValidationError, match="intent_id"):
             await runtime.dispatch("pay", {"amount": 1}, intent_id=bad)  # type: ignore[arg-type]
     assert runtime.current_intent is None
+
+
+async def test_a_runtime_that_keeps_conflicting_says_how_many_tries_it_made() -> None:
+    class AlwaysMoved(MemoryAdapter):
+        async def save_versioned(self, key: str, document: Any, expected: int) -> int:
+            raise clp.errors.ConflictError(f"key {key!r} moved", backend="moving")
+
+    runtime = clp.create_runtime(wallet(), storage=AlwaysMoved(), storage_key=KEY, max_conflict_retries=3)
+    with pytest.raises(clp.errors.ConflictError, match=r"gave up after 4 conflicting tries") as gave_up:
+        await runtime.execute("pay", {"amount": 5})
+    assert gave_up.value.tries == 4 and isinstance(gave_up.value.__cause__, clp.errors.ConflictError)
+    assert runtime.get_state("paid") is None
