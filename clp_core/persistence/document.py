@@ -1,5 +1,8 @@
 """Document persistence: the state and its idempotency records as one document under the
-storage key, written whole on each commit (compare-and-set where the adapter can).
+storage key, compare-and-set where the adapter can. An adapter that keeps patches
+(:class:`~clp_core.storage.base.PatchingStorage`) is sent what each commit changed, and the
+whole document only now and then (:class:`~clp_core.storage.patch.PatchLog`); others get the
+whole document on every commit.
 
 The document format::
 
@@ -10,15 +13,16 @@ The document format::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConflictError, CorruptStateError
 from ..events import committed_intents, idempotency_records
 from ..log import LogEntry
 from ..messages import Message
-from ..state import State, plain
-from ..storage.base import Document, StorageAdapter, VersionedStorage
+from ..state import State, parse_path, plain
+from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedStorage
+from ..storage.patch import Patch, PatchLog, patch_between
 from .base import storage_errors
 from .records import Records
 
@@ -43,6 +47,19 @@ def read_document(document: Any, *, key: str, backend: str, empty: Records) -> t
     return document["state"], Records(empty.limit, records, window=empty.window, intents=intents, outbox=outbox)
 
 
+def patches(storage: StorageAdapter) -> bool:
+    """Whether commits go to ``storage`` as patches: it keeps them, and no subclass overrode
+    ``save_versioned`` or ``load_versioned`` below ``save_logged`` and ``load_logged`` (a
+    wrapper written to see every versioned save and load goes on seeing them, whole)."""
+    if not isinstance(storage, PatchingStorage):
+        return False
+    mro = type(storage).__mro__
+    def owner(name: str) -> type:
+        return next((k for k in mro if name in vars(k)), object)
+    return (issubclass(owner("save_logged"), owner("save_versioned"))
+            and issubclass(owner("load_logged"), owner("load_versioned")))
+
+
 class DocumentPersistence:
     """Keeps the aggregate ``key`` as one document in ``storage``; with ``save_on_commit``
     false, commits stay in memory (the state is still loaded from storage when asked)."""
@@ -61,11 +78,14 @@ class DocumentPersistence:
         self.records = records
         self._initial = initial_state
         self._versioned = isinstance(storage, VersionedStorage)
+        self._log = PatchLog() if patches(storage) else None
         self._version = 0
 
     async def load(self) -> State:
         with storage_errors("load of", self.key, self.name):
-            if self._versioned:
+            if self._log is not None:
+                document, self._version = await self.storage.load_logged(self.key, self._log)  # type: ignore[attr-defined]
+            elif self._versioned:
                 document, self._version = await self.storage.load_versioned(self.key)  # type: ignore[attr-defined]
             else:
                 document, self._version = await self.storage.load(self.key), 0
@@ -81,8 +101,13 @@ class DocumentPersistence:
 
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
         self.records.add(entry, messages)
+        fields = ["intents"] if entry.intent_id is not None and self.records.window else []
+        if entry.idempotency_key is not None:
+            fields.append("idempotency")
+        if messages or self.records.unwritten():
+            fields.append("outbox")
         try:
-            await self._write(state)
+            await self._write(state, [("state", *parse_path(c.path)) for c in entry.state_diff], fields)
         except BaseException:
             self.records.discard(entry, messages)
             raise
@@ -94,15 +119,21 @@ class DocumentPersistence:
             if not self.records.unwritten():
                 break
             try:
-                await self._write(state)
+                await self._write(state, (), ["outbox"])
             except ConflictError:
                 state = await self.load()
         return state
 
-    async def _write(self, state: State) -> None:
+    async def _write(self, state: State, changed: Iterable[tuple[str, ...]], fields: list[str]) -> None:
+        """Store the document; ``changed`` (paths in it) and ``fields`` (its top-level fields
+        other than the state) say what changed since the last load or write."""
         acked = set(self.records.acked)
         if self.save_on_commit:
             with storage_errors("save of", self.key, self.name):
+                if self._log is not None:
+                    self._version = await self._write_logged(state, changed, fields)
+                    self.records.written(acked)
+                    return
                 document = write_document(state, self.records)
                 if self._versioned:
                     self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
@@ -110,3 +141,12 @@ class DocumentPersistence:
                 else:
                     await self.storage.save(self.key, document)
         self.records.written(acked)
+
+    async def _write_logged(self, state: State, changed: Iterable[tuple[str, ...]], fields: list[str]) -> int:
+        assert self._log is not None
+        document = write_document(state, self.records)
+        patch: Patch | None = patch_between(document, changed, fields) if self._version else None
+        write = self._log.prepare(lambda: document, patch)
+        version: int = await self.storage.save_logged(self.key, write, self._version)  # type: ignore[attr-defined]
+        self._log.done(write)
+        return version

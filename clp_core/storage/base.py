@@ -6,7 +6,10 @@ processes sharing one key never lose an update.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .patch import PatchLog, Write
 
 Document = dict[str, Any]
 
@@ -42,3 +45,20 @@ class VersionedStorage(Protocol):
 
         Raises :class:`clp_core.errors.ConflictError` otherwise.
         """
+
+
+@runtime_checkable
+class PatchingStorage(Protocol):
+    """Diff-sized saves (see :mod:`clp_core.storage.patch`): a commit appends a patch to the
+    stored base document instead of rewriting it; :meth:`load_versioned` returns the base
+    with its patches applied, and ``save``/``save_versioned`` write a new base, dropping them."""
+
+    async def load_logged(self, key: str, log: PatchLog) -> tuple[Document | None, int]:
+        """:meth:`VersionedStorage.load_versioned`, also telling ``log`` the sizes read
+        (``log.loaded(base size, patch sizes)``)."""
+
+    async def save_logged(self, key: str, write: Write, expected_version: int) -> int:
+        """If the current version is ``expected_version``, store ``write.text`` as version
+        ``expected_version + 1``: appended as a patch, or (``write.compacts``) as the new base,
+        the patches dropped; return the new version. Raises
+        :class:`clp_core.errors.ConflictError` otherwise. The caller calls ``log.done(write)``."""

@@ -36,6 +36,7 @@ import pytest
 from .corruption import CorruptionCases
 from .executor import bounded_default_executor
 from .listing import KeyListingCases
+from .patching import PatchingCases
 from .versioned import VersionedSaveCases
 
 __all__ = ["NASTY_KEYS", "StorageAdapterSuite", "bounded_default_executor"]
@@ -120,7 +121,7 @@ def _assert_same(actual: Any, expected: Any, where: str = "document") -> None:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
 
 
-class StorageAdapterSuite(KeyListingCases, VersionedSaveCases, CorruptionCases, abc.ABC):
+class StorageAdapterSuite(KeyListingCases, VersionedSaveCases, PatchingCases, CorruptionCases, abc.ABC):
     """Tests every storage adapter must pass. Subclass it as ``Test...`` and implement
     :meth:`make_adapter` (and, to run the corruption tests, :meth:`write_raw`)."""
 

@@ -10,6 +10,7 @@ import pytest
 from clp_core.errors import StateValueError, StorageError
 from clp_core.resolve import resolve_storage, storage_schemes
 from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter
+from clp_core.storage.memory import _Stored
 from clp_core.testing.storage import StorageAdapterSuite
 
 
@@ -18,7 +19,7 @@ class TestMemoryAdapter(StorageAdapterSuite):
         return MemoryAdapter()
 
     async def write_raw(self, adapter: MemoryAdapter, key: str, raw: bytes) -> None:
-        adapter._data[key] = (raw, 1)  # type: ignore[assignment]
+        adapter._data[key] = _Stored(raw, 1)  # type: ignore[arg-type]
 
 
 async def test_fresh_adapters_share_nothing() -> None:
