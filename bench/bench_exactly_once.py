@@ -175,9 +175,9 @@ async def bench_backend(name: str, url: str, cfg: dict[str, Any], profile: bool)
                 profiles[variant] = await profile_text(lambda r=runtime: commits(r, n), 25)  # type: ignore[misc]
         assert runtimes["message"].pending_messages() == []
         stored = await runtimes["identity"].storage.load(f"{KEY}:identity")
-        assert stored is not None and len(stored["intents"]) == 32
+        assert stored is not None and len(stored["intents"]["ids"].split()) == 32
         baseline_doc = await runtimes["baseline"].storage.load(f"{KEY}:baseline")
-        assert baseline_doc is not None and not baseline_doc.get("intents")
+        assert baseline_doc is not None and not baseline_doc["intents"]["ids"]
     finally:
         for runtime in runtimes.values():
             await runtime.close()

@@ -7,6 +7,8 @@ millisecond by this process in order, then 62 random bits. The standard library 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import random
 import time
 
@@ -25,4 +27,37 @@ def new_id() -> str:
             last[0], last[1] = last[0] + 1, 0
     # random is reseeded in a forked child, so processes never share a sequence
     h = f"{(last[0] << 80) | (0x7 << 76) | (last[1] << 64) | (0b10 << 62) | random.getrandbits(62):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def compact_id(text: str) -> str:
+    """A short form of an id for storage: a canonical (lower-case) UUID string becomes the 22
+    characters of its 16 bytes in URL-safe base64; any other id, ``"="`` and its UTF-8 in
+    URL-safe base64. Either way only ``[A-Za-z0-9_=-]``: no escaping, no spaces."""
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        digits = text.replace("-", "")
+        try:
+            raw = bytes.fromhex(digits)
+        except ValueError:
+            raw = b""
+        if raw.hex() == digits:
+            return base64.urlsafe_b64encode(raw)[:22].decode()
+    return "=" + base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, altchars=b"-_", validate=True)
+
+
+def expand_id(short: str) -> str:
+    """The id :func:`compact_id` shortened; ``ValueError`` if ``short`` is no such form."""
+    try:
+        if short.startswith("="):
+            body = short[1:]
+            return _b64(body + "=" * (-len(body) % 4)).decode("utf-8", "surrogatepass")
+        if len(short) != 22:
+            raise ValueError(short)
+        h = _b64(short + "==").hex()
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValueError(f"not a stored id: {short[:40]!r}") from None
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -12,6 +12,7 @@ import pytest
 import clp_core as clp
 from clp_core.errors import StorageError, ValidationError
 from clp_core.events import Event
+from clp_core.ids import compact_id
 from clp_core.storage import FileSystemAdapter, MemoryAdapter, SQLiteAdapter
 
 KEY = "clp:wallet"
@@ -150,7 +151,8 @@ async def test_the_window_of_intent_ids_is_bounded_and_survives_snapshots(tmp_pa
     runtime = clp.create_runtime(wallet(), storage=storage, storage_key=KEY, intent_window=3)
     ids = [(await runtime.execute("pay", {"amount": 1})).intent_id for _ in range(5)]
     document = await storage.load(KEY)
-    assert document is not None and [i for i, _ in document["intents"]] == ids[-3:]
+    assert document is not None
+    assert document["intents"] == {"ids": " ".join(compact_id(i) for i in ids[-3:]), "runs": [["charge", 3]]}
     events = clp.SQLiteEventStore(str(tmp_path / "events.db"))
     runtime = clp.create_runtime(wallet(), storage_key="ev", event_store=events, snapshot_every=2, intent_window=3)
     ids = [(await runtime.execute("pay", {"amount": 1})).intent_id for _ in range(4)]

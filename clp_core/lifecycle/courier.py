@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError, DeliveryError
@@ -21,6 +21,31 @@ from .outbox import Outbox
 logger = logging.getLogger("clp")
 
 Handler = Callable[[Message], Any]
+
+
+class _Resumed(Coroutine[Any, Any, None]):
+    """The rest of a coroutine started by hand, for a task to run: the task's first step is
+    handed what the coroutine waits on (what it yielded), later steps go to the coroutine.
+    What the task throws in (a cancellation, even before its first step) goes to the coroutine."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self._coroutine, self._waiting, self._first = coroutine, waiting, True
+
+    def send(self, value: Any) -> Any:
+        if self._first:
+            self._first = False
+            return self._waiting
+        return self._coroutine.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        self._first = False
+        return self._coroutine.throw(*exc)
+
+    def close(self) -> None:
+        self._coroutine.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("run by a task, not awaited")  # pragma: no cover
 
 
 class Courier:
@@ -53,12 +78,23 @@ class Courier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: set[str] = set()  # ids being delivered now, never twice at once
 
-    def send(self, messages: Iterable[Message]) -> None:
+    def send(self, messages: Iterable[Message], *, eager: bool = False) -> None:
+        """Start delivering ``messages``. ``eager``: run each delivery now, up to the first
+        point where it waits, as :func:`asyncio.eager_task_factory` does (a handler that never
+        waits costs no task and no turn of the event loop); only where the caller may run a
+        handler, not holding the runtime's lock."""
         for message in messages:
             if message.id in self._sending:
                 continue
             self._sending.add(message.id)
-            task = asyncio.get_running_loop().create_task(self._deliver(message))
+            delivery: Coroutine[Any, Any, None] = self._deliver(message)
+            if eager:
+                try:
+                    waiting = delivery.send(None)
+                except StopIteration:
+                    continue
+                delivery = _Resumed(delivery, waiting)
+            task = asyncio.get_running_loop().create_task(delivery)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

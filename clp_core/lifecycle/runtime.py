@@ -403,11 +403,10 @@ class Runtime(History):
         return entry
 
     async def _send(self, messages: Sequence[Message]) -> None:
-        self._courier.send(messages)
-        # one turn of the event loop, so the deliveries start now: with a storage that never
-        # suspends (memory) or a caller that commits back to back, they would otherwise wait,
-        # and every save would write the whole growing outbox again
-        await asyncio.sleep(0)
+        # eager, so the deliveries start now: with a storage that never suspends (memory) or a
+        # caller that commits back to back, they would otherwise wait, and every save would
+        # write the whole growing outbox again
+        self._courier.send(messages, eager=True)
 
     async def _notify(self, changed: list[tuple[str, ...]]) -> None:
         await self._subscribers.notify(changed, self._state, self._outbox)

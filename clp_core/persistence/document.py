@@ -7,7 +7,7 @@ whole document on every commit.
 The document format::
 
     {"state": {...}, "idempotency": [[key, entry], ...],   # records oldest first
-     "intents": [[intent id, transition], ...],              # the last intents committed
+     "intents": {"ids": "id id ...", "runs": [[transition, n], ...]},  # the last intents committed
      "outbox": [message, ...]}                                # emitted, not yet delivered
 """
 
@@ -17,18 +17,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConflictError, CorruptStateError
-from ..events import committed_intents, idempotency_records
+from ..events import idempotency_records
 from ..log import LogEntry
 from ..messages import Message
-from ..state import State, parse_path, plain
+from ..state import Change, State, parse_path, plain
 from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedStorage
 from ..storage.patch import Patch, PatchLog, patch_between
 from .base import storage_errors
-from .records import Records
+from .records import Records, stored_intents
 
 
 def write_document(state: State, records: Records) -> Document:
-    return {"state": state, "idempotency": records.to_list(), "intents": records.intents_list(),
+    return {"state": state, "idempotency": records.to_list(), "intents": records.intents_stored(),
             "outbox": records.outbox_list()}
 
 
@@ -38,7 +38,7 @@ def read_document(document: Any, *, key: str, backend: str, empty: Records) -> t
         raise CorruptStateError(f"stored document for {key!r} has no state object", backend=backend)
     try:
         records = idempotency_records(document.get("idempotency"))
-        intents = committed_intents(document.get("intents"))
+        intents = stored_intents(document.get("intents"))
         outbox = document.get("outbox") or []
         if not isinstance(outbox, list) or not all(isinstance(m, dict) and "id" in m for m in outbox):
             raise ValueError("a malformed outbox")
@@ -107,7 +107,7 @@ class DocumentPersistence:
         if messages or self.records.unwritten():
             fields.append("outbox")
         try:
-            await self._write(state, [("state", *parse_path(c.path)) for c in entry.state_diff], fields)
+            await self._write(state, entry.state_diff, fields)
         except BaseException:
             self.records.discard(entry, messages)
             raise
@@ -124,9 +124,9 @@ class DocumentPersistence:
                 state = await self.load()
         return state
 
-    async def _write(self, state: State, changed: Iterable[tuple[str, ...]], fields: list[str]) -> None:
-        """Store the document; ``changed`` (paths in it) and ``fields`` (its top-level fields
-        other than the state) say what changed since the last load or write."""
+    async def _write(self, state: State, changed: Iterable[Change], fields: list[str]) -> None:
+        """Store the document; ``changed`` (the writes to the state) and ``fields`` (its
+        top-level fields other than the state) say what changed since the last load or write."""
         acked = set(self.records.acked)
         if self.save_on_commit:
             with storage_errors("save of", self.key, self.name):
@@ -142,10 +142,12 @@ class DocumentPersistence:
                     await self.storage.save(self.key, document)
         self.records.written(acked)
 
-    async def _write_logged(self, state: State, changed: Iterable[tuple[str, ...]], fields: list[str]) -> int:
+    async def _write_logged(self, state: State, changed: Iterable[Change], fields: list[str]) -> int:
         assert self._log is not None
         document = write_document(state, self.records)
-        patch: Patch | None = patch_between(document, changed, fields) if self._version else None
+        patch: Patch | None = None
+        if self._version and self._log.patching:
+            patch = patch_between(document, (("state", *parse_path(c.path)) for c in changed), fields)
         write = self._log.prepare(lambda: document, patch)
         version: int = await self.storage.save_logged(self.key, write, self._version)  # type: ignore[attr-defined]
         self._log.done(write)

@@ -9,6 +9,8 @@ import collections
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..events import committed_intents
+from ..ids import compact_id, expand_id
 from ..log import LogEntry, entry_from_dict, entry_to_dict
 from ..messages import Message
 
@@ -28,9 +30,13 @@ class Records:
     ) -> None:
         self.limit, self.window = limit, window
         self._items: collections.OrderedDict[str, Any] = collections.OrderedDict(items or {})
-        # intent id -> [intent id, transition]: the stored pair, built once, not on every write
-        self._intents: collections.OrderedDict[str, list[str | None]] = collections.OrderedDict(
-            (i, [i, t]) for i, t in intents)
+        # compact id (ids.compact_id) -> transition; the stored form is kept up to date as
+        # ids come and go, so a write does not rebuild it
+        self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(
+            (compact_id(i), t) for i, t in intents)
+        self._ids_text = " ".join(self._intents)
+        self._runs: collections.deque[list[Any]] | None = None  # built when first stored
+        self._last_compact = ("", "")
         self._trim()
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict(
             (m["id"], dict(m)) for m in outbox)
@@ -52,8 +58,9 @@ class Records:
 
     def committed(self, intent_id: str) -> tuple[bool, str | None]:
         """Whether intent ``intent_id`` committed (within the window), and its transition."""
-        if intent_id in self._intents:
-            return True, self._intents[intent_id][1]
+        short = self._compact(intent_id)
+        if short in self._intents:
+            return True, self._intents[short]
         return False, None
 
     def reloaded(self, stored: Records) -> Records:
@@ -67,7 +74,7 @@ class Records:
         if entry.idempotency_key is not None:
             self._items[entry.idempotency_key] = entry_to_dict(entry)
         if entry.intent_id is not None and self.window:
-            self._intents[entry.intent_id] = [entry.intent_id, entry.transition_result.name]
+            self._add_intent(self._compact(entry.intent_id), entry.transition_result.name)
         self._trim()
 
     def discard(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
@@ -75,14 +82,39 @@ class Records:
             self._pending.pop(message.id, None)
         if entry.idempotency_key is not None:
             self._items.pop(entry.idempotency_key, None)
-        if entry.intent_id is not None:
-            self._intents.pop(entry.intent_id, None)
+        if entry.intent_id is not None and compact_id(entry.intent_id) in self._intents:
+            del self._intents[compact_id(entry.intent_id)]
+            self._ids_text, self._runs = " ".join(self._intents), None
 
     def _trim(self) -> None:
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
         while len(self._intents) > self.window:
-            self._intents.popitem(last=False)
+            short, _ = self._intents.popitem(last=False)
+            self._ids_text = self._ids_text[len(short) + 1:]
+            if self._runs is not None:
+                self._runs[0][1] -= 1
+                if not self._runs[0][1]:
+                    self._runs.popleft()
+
+    def _compact(self, intent_id: str) -> str:
+        """:func:`compact_id`, remembering the last (a commit asks for it twice)."""
+        if self._last_compact[0] != intent_id:
+            self._last_compact = (intent_id, compact_id(intent_id))
+        return self._last_compact[1]
+
+    def _add_intent(self, short: str, transition: str | None) -> None:
+        if short in self._intents:  # not expected (ids are unique), but keep the text exact
+            del self._intents[short]
+            self._ids_text, self._runs = " ".join(self._intents), None
+        self._intents[short] = transition
+        self._ids_text = f"{self._ids_text} {short}" if self._ids_text else short
+        runs = self._runs
+        if runs is not None:
+            if runs and runs[-1][0] == transition:
+                runs[-1][1] += 1
+            else:
+                runs.append([transition, 1])
 
     def to_list(self) -> list[list[Any]]:
         """As stored: a list of ``[key, entry]`` keeps their age order through stores that sort keys (jsonb)."""
@@ -92,10 +124,19 @@ class Records:
         return dict(self._items)
 
     def intents(self) -> tuple[tuple[str, str | None], ...]:
-        return tuple((i, t) for i, t in self._intents.values())  # type: ignore[misc]
+        return tuple((expand_id(i), t) for i, t in self._intents.items())
 
-    def intents_list(self) -> list[list[str | None]]:
-        return list(self._intents.values())
+    def intents_stored(self) -> dict[str, Any]:
+        """The window as a document stores it, compact (a commit writes it whole):
+        ``{"ids": "<compact id> ...", "runs": [[transition, how many], ...]}``, oldest first."""
+        if self._runs is None:
+            self._runs = collections.deque()
+            for transition in self._intents.values():
+                if self._runs and self._runs[-1][0] == transition:
+                    self._runs[-1][1] += 1
+                else:
+                    self._runs.append([transition, 1])
+        return {"ids": self._ids_text, "runs": [list(r) for r in self._runs]}
 
     def pending(self) -> list[Message]:
         """Messages emitted by commits that landed, not yet delivered, oldest first."""
@@ -122,3 +163,22 @@ class Records:
         """The outbox was saved without ``acked``: they need not be written again."""
         self.acked.difference_update(acked)
         self._failures_unwritten = False
+
+
+def stored_intents(stored: Any) -> tuple[tuple[str, str | None], ...]:
+    """The window of :meth:`Records.intents_stored` (or, as written before, a list of
+    ``[id, transition]``). Raises ``ValueError`` if malformed."""
+    if not isinstance(stored, dict):
+        return committed_intents(stored)
+    ids, runs = stored.get("ids"), stored.get("runs")
+    if not (isinstance(ids, str) and isinstance(runs, list)
+            and all(isinstance(r, list) and len(r) == 2 and (r[0] is None or isinstance(r[0], str))
+                    and type(r[1]) is int and r[1] > 0 for r in runs)):
+        raise ValueError("malformed intent ids")
+    shorts = ids.split(" ") if ids else []
+    if sum(r[1] for r in runs) != len(shorts):
+        raise ValueError("malformed intent ids")
+    try:
+        return tuple(zip((expand_id(i) for i in shorts), (t for t, n in runs for _ in range(n)), strict=True))
+    except ValueError:
+        raise ValueError("malformed intent ids") from None

@@ -195,11 +195,16 @@ class PatchLog:
         sizes = list(patch_sizes)
         self.base_bytes, self.patch_bytes, self.patches = base_bytes, sum(sizes), len(sizes)
 
+    @property
+    def patching(self) -> bool:
+        """Whether the base is big enough for the next write to be a patch (else it is whole)."""
+        return self.base_bytes >= MIN_PATCHED_BYTES
+
     def prepare(self, document: Callable[[], dict[str, Any]], patch: Patch | None) -> Write:
         """The patch, encoded, while the patches stored stay smaller than the base (so a
         load reads at most twice the document, and the bytes written per commit stay within
         about twice the patch's); otherwise the whole document."""
-        if patch is not None and self.base_bytes >= MIN_PATCHED_BYTES:
+        if patch is not None and self.patching:
             text = patch.encode()
             if self.patch_bytes + len(text) <= self.base_bytes:
                 return Write(text, compacts=False)
