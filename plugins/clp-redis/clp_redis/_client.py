@@ -179,7 +179,7 @@ async def close_client(client: aioredis.Redis) -> None:
 
 
 #: The methods a read-only open refuses (those the object has).
-WRITE_METHODS = ("save", "save_versioned", "delete", "append", "save_snapshot", "prune")
+WRITE_METHODS = ("save", "save_versioned", "save_logged", "delete", "append", "save_snapshot", "prune")
 
 
 def refuse_writes(obj: Any, where: str) -> None:

@@ -2,16 +2,21 @@
 
 Each key is one hash, ``<prefix><key>``, with fields
 
-* ``d``: the document in clp-core's JSON envelope (``{"format": "clp/1", "data": ...}``);
+* ``d``: the base document in clp-core's JSON envelope (``{"format": "clp/1", "data": ...}``);
+* ``b``: the base's version;
+* ``p:<n>``: the patch (see ``clp_core.storage.patch``) that version ``n`` wrote, for each
+  ``n`` from ``b + 1`` to ``v``: a commit appends one field, leaving ``d`` untouched;
 * ``v``: the version, an integer that every save increments (1 after the first save);
 * ``t``: a random token naming the save that wrote the current version.
 
 A versioned save is one ``EVALSHA`` of :data:`SAVE_VERSIONED`: the script compares ``v`` with
-the expected version and writes ``d``, ``v`` and ``t`` only if they match, so two processes
-sharing a key never lose an update. The token makes the save idempotent: when a reply is
-lost (the connection dropped after Redis wrote) and the client resends the command, the
-script recognises its own write and reports success instead of a conflict, so a commit is
-never applied twice. A load is one ``HMGET``.
+the expected version and only if they match either appends a patch (``HSET`` of ``p:<v+1>``,
+``v`` and ``t``) or writes a new base (the hash is replaced by ``d``, ``b``, ``v`` and ``t``,
+dropping the patches), so two processes sharing a key never lose an update. The token makes
+the save idempotent: when a reply is lost (the connection dropped after Redis wrote) and the
+client resends the command, the script recognises its own write and reports success instead
+of a conflict, so a commit is never applied twice. A load is one ``HGETALL``: the base and its
+patches, read in one step. A hash without ``b`` (written before patches) is a base alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import redis.asyncio as aioredis
 
 from clp_core import codec
 from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError
+from clp_core.storage.patch import Patch, PatchLog, Write, apply_patch
 
 from ._client import (
     DEFAULT_URL,
@@ -44,34 +50,51 @@ from ._client import (
 
 Document = dict[str, Any]
 
-#: KEYS[1] the hash; ARGV: expected version, envelope, token, TTL in ms ("" = none).
-#: Returns {1, new version} or {0, current version} (a conflict).
+#: KEYS[1] the hash; ARGV: expected version, text, token, TTL in ms ("" = none), and ``patch``
+#: to append the text as the patch of the next version (anything else, or nothing, writes it as
+#: the new base, dropping the patches). Returns {1, new version}, {0, current version} (a
+#: conflict) or {-1, 0} (a patch for a key that holds no document).
 SAVE_VERSIONED = """
-local cur = redis.call('HMGET', KEYS[1], 'v', 't')
+local cur = redis.call('HMGET', KEYS[1], 'v', 't', 'b')
 local version = 0
 if cur[1] then
   version = tonumber(cur[1])
-  if not version then return redis.error_reply('CLP_CORRUPT stored version is not a number') end
+  if not version or version % 1 ~= 0 then return redis.error_reply('CLP_CORRUPT stored version is not a number') end
 end
 local expected = tonumber(ARGV[1])
 if version ~= expected then
   if version == expected + 1 and cur[2] == ARGV[3] then return {1, version} end
   return {0, version}
 end
-local new = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 't', ARGV[3])
+local new = string.format('%d', version + 1)
+if ARGV[5] == 'patch' then
+  if not cur[1] then return {-1, 0} end
+  if cur[3] then
+    local base = tonumber(cur[3])
+    if not base or base % 1 ~= 0 or base < 0 or base > version then
+      return redis.error_reply('CLP_CORRUPT stored base version is not a number from 0 to the version')
+    end
+    redis.call('HSET', KEYS[1], 'p:' .. new, ARGV[2], 'v', new, 't', ARGV[3])
+  else
+    redis.call('HSET', KEYS[1], 'p:' .. new, ARGV[2], 'v', new, 't', ARGV[3], 'b', cur[1])
+  end
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'd', ARGV[2], 'b', new, 'v', new, 't', ARGV[3])
+end
 if ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
-return {1, new}
+return {1, version + 1}
 """
 
 #: KEYS[1] the hash; ARGV: envelope, token, TTL in ms ("" = none). Returns the new version.
-#: An unreadable version is replaced (a plain save overwrites whatever was there); a key of
-#: another type is left alone (WRONGTYPE): it is not ours to clobber.
+#: An unreadable version is replaced (a plain save overwrites whatever was there, patches
+#: included); a key of another type is left alone (WRONGTYPE): it is not ours to clobber.
 SAVE = """
 local cur = redis.call('HMGET', KEYS[1], 'v', 't')
 if cur[2] == ARGV[2] then return tonumber(cur[1]) end
 local version = tonumber(cur[1]) or 0
-redis.call('HSET', KEYS[1], 'v', version + 1, 'd', ARGV[1], 't', ARGV[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', version + 1, 'b', version + 1, 'd', ARGV[1], 't', ARGV[2])
 if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
 return version + 1
 """
@@ -195,27 +218,62 @@ class RedisAdapter:
         if self._owns_client:
             await close_client(self.client)
 
-    # -- VersionedStorage --------------------------------------------------------------
+    # -- VersionedStorage, PatchingStorage -----------------------------------------------
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
-        version, data = await self._call(lambda: self.client.hmget(self.redis_key(key), ["v", "d"]), "load", key)
-        if version is None and data is None:
+        return await self.load_logged(key, PatchLog())
+
+    async def load_logged(self, key: str, log: PatchLog) -> tuple[Document | None, int]:
+        fields = await self._call(lambda: self.client.hgetall(self.redis_key(key)), "load", key)
+        if not fields:
+            log.loaded(0, ())
             return None, 0
+        version, data = fields.get(b"v"), fields.get(b"d")
         if version is None or data is None:
             raise CorruptStateError(f"stored value for key {key!r} lacks its {'version' if data else 'data'}",
                                     backend=self.name)
+        number = self._number(key, "version", version)
+        base = fields.get(b"b")
+        base_number = number if base is None else self._number(key, "base version", base)
+        if not 0 <= base_number <= number:
+            raise CorruptStateError(f"stored base version of key {key!r} ({base_number}) is not between 0 and "
+                                    f"its version ({number})", backend=self.name)
+        patches: list[str] = []
+        for at in range(base_number + 1, number + 1):
+            patch = fields.get(b"p:%d" % at)
+            if patch is None:
+                raise CorruptStateError(f"stored value for key {key!r} lacks the patch of version {at}",
+                                        backend=self.name)
+            patches.append(self._text(key, patch))
+        text = self._text(key, data)
+        document = codec.decode_document(text, backend=self.name, key=key)
+        for patch_text in patches:
+            apply_patch(document, Patch.decode(patch_text, key=key, backend=self.name), key=key, backend=self.name)
+        log.loaded(len(text), (len(t) for t in patches))
+        return document, number
+
+    def _number(self, key: str, what: str, raw: bytes) -> int:
         try:
-            number = int(version)
+            return int(raw)
         except ValueError:
-            raise CorruptStateError(f"stored version of key {key!r} is not a number: {version[:40]!r}",
+            raise CorruptStateError(f"stored {what} of key {key!r} is not a number: {raw[:40]!r}",
                                     backend=self.name) from None
-        return codec.decode_document(data, backend=self.name, key=key), number
+
+    def _text(self, key: str, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptStateError(f"stored value for key {key!r} is not UTF-8", backend=self.name) from None
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
-        encoded = codec.encode(document).encode("utf-8")
-        token = uuid.uuid4().hex
-        args: list[Any] = [int(expected_version), encoded, token, self._ttl_ms]
+        return await self.save_logged(key, Write(codec.encode(document), compacts=True), expected_version)
+
+    async def save_logged(self, key: str, write: Write, expected_version: int) -> int:
+        args: list[Any] = [int(expected_version), write.text.encode("utf-8"), uuid.uuid4().hex, self._ttl_ms,
+                           "base" if write.compacts else "patch"]
         ok, version = await self._call(
             lambda: self._save_versioned(keys=[self.redis_key(key)], args=args), "versioned save", key)
+        if ok == -1:
+            raise ConflictError(f"key {key!r} has no stored document to patch", backend=self.name)
         if not ok:
             raise ConflictError(f"key {key!r} is at version {version}, not {expected_version}", backend=self.name)
         return int(version)

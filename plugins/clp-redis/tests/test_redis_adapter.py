@@ -16,6 +16,7 @@ from clp_core import codec
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError, StorageError
 from clp_core.plugins import plugin_statuses, process_config
 from clp_core.resolve import resolve_storage
+from clp_core.storage.patch import Patch, Write
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -63,8 +64,8 @@ async def test_keys_are_prefix_plus_key_verbatim(adapter: RedisAdapter, shared_r
     stored = {k async for k in shared_redis.scan_iter(match=f"{prefix}*", count=1000)}
     assert stored == {(prefix + key).encode() for key in NASTY_KEYS}
     raw = await shared_redis.hgetall((prefix + "plain").encode())
-    assert set(raw) == {b"v", b"d", b"t"}
-    assert raw[b"v"] == b"1"
+    assert set(raw) == {b"v", b"d", b"t", b"b"}
+    assert raw[b"v"] == raw[b"b"] == b"1"
     assert codec.decode(raw[b"d"], backend="test", key="plain") == {"k": "plain"}
 
 
@@ -152,7 +153,7 @@ async def test_every_call_is_one_round_trip(adapter: RedisAdapter) -> None:
     assert [c[0] for c in sent] == ["EVALSHA"]
     sent.clear()
     assert await adapter.load_versioned("k") == ({"n": 1}, version)
-    assert [c[0] for c in sent] == ["HMGET"]
+    assert [c[0] for c in sent] == ["HGETALL"]
     sent.clear()
     with pytest.raises(ConflictError):
         await adapter.save_versioned("k", {"n": 2}, 0)
@@ -202,7 +203,8 @@ async def test_a_key_of_another_type_is_corrupt_and_left_alone(adapter: RedisAda
     redis_key = adapter.redis_key("list")
     await shared_redis.rpush(redis_key, "someone else's")
     for call in (adapter.load("list"), adapter.load_versioned("list"), adapter.save("list", {"x": 1}),
-                 adapter.save_versioned("list", {"x": 1}, 0)):
+                 adapter.save_versioned("list", {"x": 1}, 0),
+                 adapter.save_logged("list", Write(Patch().encode(), compacts=False), 0)):
         with pytest.raises(CorruptStateError, match="'list'"):
             await call
     assert await shared_redis.lrange(redis_key, 0, -1) == [b"someone else's"]
@@ -225,9 +227,11 @@ async def test_malformed_hash_is_corrupt(adapter: RedisAdapter, shared_redis: ai
         await adapter.load_versioned("k")
 
 
+@pytest.mark.parametrize("version", ["one", "1.5"])
 async def test_versioned_save_over_an_unreadable_version_is_corrupt(adapter: RedisAdapter,
-                                                                    shared_redis: aioredis.Redis) -> None:
-    await shared_redis.hset(adapter.redis_key("k"), mapping={"v": "one", "d": "x"})
+                                                                    shared_redis: aioredis.Redis,
+                                                                    version: str) -> None:
+    await shared_redis.hset(adapter.redis_key("k"), mapping={"v": version, "d": "x"})
     with pytest.raises(CorruptStateError, match="version"):
         await adapter.save_versioned("k", {"n": 1}, 0)
     assert await shared_redis.hget(adapter.redis_key("k"), "d") == b"x"

@@ -6,9 +6,11 @@ import pytest
 import redis.asyncio as aioredis
 from clp_redis import RedisAdapter, RedisEventStore
 
+from clp_core import codec
 from clp_core.errors import StorageError
 from clp_core.events import Event
 from clp_core.resolve import resolve_event_store, resolve_storage
+from clp_core.storage.patch import Write
 
 from .conftest import REDIS_URL
 
@@ -27,6 +29,7 @@ async def test_read_only_opens_create_no_key_and_refuse_writes(shared_redis: aio
         assert await store.last_seq("k") == 0 and await store.get_events("k") == []
         assert await store.load_snapshot("k") is None and await store.aggregates() == []
         for write in (lambda: adapter.save("k", {"state": {}}), lambda: adapter.save_versioned("k", {}, 0),
+                      lambda: adapter.save_logged("k", Write(codec.encode({}), compacts=True), 0),
                       lambda: adapter.delete("k"), lambda: store.append(Event("k", 1, "commit"), 0),
                       lambda: store.delete("k"), lambda: store.prune("k", 1)):
             with pytest.raises(StorageError, match="read-only") as caught:
