@@ -58,6 +58,8 @@ from .plugins import Inactive, registration_manager, shared
 from .resolve import resolve_event_store, resolve_storage
 from .state import ListView, StateView, plain
 from .storage import Document, StorageAdapter, VersionedStorage
+from .storage.base import PatchingStorage
+from .storage.patch import Patch, PatchLog, Write, apply_patch
 from .storage.plugin import sqlite_path
 from .types import FieldType, type_name
 from .validation import Validator, intent_json_schema
@@ -87,10 +89,12 @@ __all__ = [
     "ConflictError",
     "Context", "Contract", "CorruptStateError", "DeliveryError", "Document", "EffectError", "Event", "EventStore",
     "FieldType", "Guard", "GuardDeniedError", "HistoryError", "HookError",
-    "Inactive", "Intent", "IntentDef", "ListView", "LogEntry", "Message", "PathError", "PluginError",
+    "Inactive", "Intent", "IntentDef", "ListView", "LogEntry", "Message", "Patch", "PatchLog", "PatchingStorage",
+    "PathError", "PluginError",
     "Proposal", "ProposalError", "Proposed", "RetainingEventStore", "Snapshot", "StateValueError",
     "StateView", "StorageAdapter", "StorageError", "Transition", "UnknownIntentError",
-    "ValidationError", "Validator", "VersionedStorage", "apply_events", "codec", "compiled", "entry_from_dict",
+    "ValidationError", "Validator", "VersionedStorage", "Write", "apply_events",
+    "apply_patch", "codec", "compiled", "entry_from_dict",
     "entry_to_dict", "event_from_json", "event_to_dict", "event_to_json", "hookimpl", "intent_json_schema",
     "lineage", "now", "plain", "prune_point", "registration_manager", "replay", "resolve_event_store",
     "resolve_storage", "shared", "snapshot_from_json", "snapshot_to_json", "sqlite_path",

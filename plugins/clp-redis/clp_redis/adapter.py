@@ -30,8 +30,7 @@ import attrs
 import redis.asyncio as aioredis
 
 from clp_core import codec
-from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError
-from clp_core.storage.patch import Patch, PatchLog, Write, apply_patch
+from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError, Patch, PatchLog, Write, apply_patch
 
 from ._client import (
     DEFAULT_URL,
