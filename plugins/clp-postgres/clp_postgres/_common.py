@@ -329,7 +329,7 @@ class TableClient(abc.ABC):
         self._ready = not create_table
         if read_only:  # no table is created; a missing one is an error on first use
             self._ready = False
-            for method in ("save", "save_versioned", "delete", "append", "save_snapshot", "prune"):
+            for method in ("save", "save_versioned", "save_logged", "delete", "append", "save_snapshot", "prune"):
                 if hasattr(self, method):
                     setattr(self, method, self._refuse(method))
 
@@ -340,7 +340,8 @@ class TableClient(abc.ABC):
         return refused
 
     async def _check_tables(self, connection: Any) -> None:
-        """Read-only: the tables must exist (``to_regclass``); nothing is created."""
+        """Read-only (or ``create_table=False``, where a subclass asks): the tables must exist
+        (``to_regclass``); nothing is created."""
         for table in (self.table, getattr(self, "snapshots_table", None)):
             if table is None:
                 continue
@@ -364,7 +365,7 @@ class TableClient(abc.ABC):
         """Create the tables (first use, unless read-only)."""
 
     async def _run(self, what: str, fn: Any) -> Any:
-        if not self._ready and self.read_only:
+        if not self._ready and not self.create_table:  # read-only, or told not to create
             await self._client.run(f"checking {self.schema}.{self.table}", self._check_tables)
             self._ready = True
         elif not self._ready:

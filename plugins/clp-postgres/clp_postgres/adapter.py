@@ -1,4 +1,5 @@
-"""PostgresAdapter: CLP documents in a jsonb column, versioned saves in one round trip."""
+"""PostgresAdapter: CLP documents in a jsonb column, each commit one statement: an appended
+patch on a big document, the whole document on a small one."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core import codec
-from clp_core.plugin_api import ConflictError
+from clp_core.plugin_api import ConflictError, CorruptStateError, StorageError
+from clp_core.storage.patch import Patch, PatchLog, Write, apply_patch
 
 from ._common import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -18,7 +20,7 @@ from ._common import (
     qualified,
     to_jsonb,
 )
-from .schema import create_tables, state_table_ddl
+from .schema import create_tables, outdated, patches_table_name, state_table_ddl, state_tables
 
 Document = dict[str, Any]
 
@@ -27,12 +29,17 @@ class PostgresAdapter(TableClient):
     """A storage adapter on PostgreSQL through an asyncpg pool.
 
     Documents live in ``schema.table`` (``key text primary key, version bigint, data jsonb,
-    updated_at timestamptz``), the data as the CLP envelope ``{"format": "clp/1", "data": ...}``.
-    The pool is created on first use (or ``pool=`` is used, and left open by :meth:`close`);
-    the table is created on first use unless ``create_table=False`` (then ``clp migrate``).
+    updated_at timestamptz, base_version bigint``), the data as the CLP envelope
+    ``{"format": "clp/1", "data": ...}``. ``version`` is the head version; when patches follow
+    ``data`` (:mod:`clp_core.storage.patch`), ``base_version`` is the version of ``data`` and
+    the patches of the versions after it are rows of ``schema.<table>_patches`` (``key,
+    version, data jsonb``); NULL means none. An appended patch updates only the row's small
+    columns, so PostgreSQL keeps the big TOASTed ``data`` as it is.
 
-    Every statement is one round trip with its values bound (``$1``...); a versioned save
-    is a single conditional ``INSERT``/``UPDATE ... RETURNING version``.
+    The pool is created on first use (or ``pool=`` is used, and left open by :meth:`close`);
+    the tables are created (or given the patches of this version) on first use unless
+    ``create_table=False`` (then ``clp migrate``). Every save and load is one statement, one
+    round trip, its values bound (``$1``...), compare-and-set on the head version.
     """
 
     name = "postgresql"
@@ -57,48 +64,118 @@ class PostgresAdapter(TableClient):
                          create_table=create_table, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, pool_options=pool_options,
                          operation_timeout=operation_timeout, read_only=read_only)
-        name = qualified(self.schema, self.table)
-        self._select = f"SELECT data::text, version FROM {name} WHERE key = $1"
+        self.patches_table = patches_table_name(self.table)
+        self._ready = False  # without create_table, the tables are checked on first use
+        name, patches = qualified(self.schema, self.table), qualified(self.schema, self.patches_table)
+        base = "coalesce(t.base_version, t.version)"
+        # one statement, so one snapshot: the row and the patches after its base
+        self._select = (
+            f"SELECT t.data::text, t.version, {base}, ARRAY(SELECT p.data::text FROM {patches} p "
+            f"WHERE p.key = t.key AND p.version > {base} AND p.version <= t.version ORDER BY p.version) "
+            f"FROM {name} t WHERE t.key = $1"
+        )
+        self._select_patched = self._select
+        # a table made before patches, read-only (nothing to migrate it), until a migration
+        # elsewhere makes the patches table (the last column: then read as above)
+        self._select_unpatched = (f"SELECT data::text, version, version, ARRAY[]::text[], "
+                                  f"to_regclass('{patches}') IS NOT NULL FROM {name} WHERE key = $1")
+        # Whole-document writes drop the patches in the same statement (when they wrote). A
+        # patch row a racing unconditional write missed is harmless: loads read only the
+        # versions after the base, and an append overwrites any row at its version.
+        drop = f"dropped AS (DELETE FROM {patches} p USING written WHERE p.key = written.key)"
         self._upsert = (
-            f"INSERT INTO {name} AS t (key, version, data, updated_at) VALUES ($1, 1, $2::text::jsonb, now()) "
-            "ON CONFLICT (key) DO UPDATE SET version = t.version + 1, data = excluded.data, updated_at = now()"
+            f"WITH written AS (INSERT INTO {name} AS t (key, version, data, updated_at) "
+            "VALUES ($1, 1, $2::text::jsonb, now()) ON CONFLICT (key) DO UPDATE SET version = t.version + 1, "
+            "data = excluded.data, base_version = NULL, updated_at = now() RETURNING key, version), "
+            f"{drop} SELECT version FROM written"
         )
         self._insert_new = (
-            f"INSERT INTO {name} (key, version, data, updated_at) VALUES ($1, 1, $2::text::jsonb, now()) "
-            "ON CONFLICT (key) DO NOTHING RETURNING version"
+            f"WITH written AS (INSERT INTO {name} (key, version, data, updated_at) "
+            "VALUES ($1, 1, $2::text::jsonb, now()) ON CONFLICT (key) DO NOTHING RETURNING key, version), "
+            f"{drop} SELECT version FROM written"
         )
         self._update_if = (
-            f"UPDATE {name} SET version = version + 1, data = $2::text::jsonb, updated_at = now() "
-            "WHERE key = $1 AND version = $3 RETURNING version"
+            f"WITH written AS (UPDATE {name} SET version = version + 1, data = $2::text::jsonb, "
+            "base_version = NULL, updated_at = now() WHERE key = $1 AND version = $3 RETURNING key, version), "
+            f"{drop} SELECT version FROM written"
         )
-        self._delete = f"DELETE FROM {name} WHERE key = $1"
+        # an append sets only small columns (data keeps its TOAST pointer) and adds a row
+        self._append = (
+            f"WITH bumped AS (UPDATE {name} SET version = version + 1, base_version = coalesce(base_version, "
+            "version), updated_at = now() WHERE key = $1 AND version = $2 RETURNING version) "
+            f"INSERT INTO {patches} (key, version, data) SELECT $1, version, $3::text::jsonb FROM bumped "
+            "ON CONFLICT (key, version) DO UPDATE SET data = excluded.data RETURNING version"
+        )
+        self._delete = (
+            f"WITH written AS (DELETE FROM {name} WHERE key = $1 RETURNING key) "
+            f"DELETE FROM {patches} p USING written WHERE p.key = written.key"
+        )
         self._keys = f"SELECT key FROM {name} WHERE left(key, length($1)) = $1"
 
     async def _create(self, connection: Any) -> None:
-        await create_tables(connection, self.schema, [self.table], state_table_ddl(self.schema, self.table))
+        await create_tables(connection, self.schema, [self.table, self.patches_table],
+                            state_table_ddl(self.schema, self.table), state_table=self.table,
+                            where=self._client.where)
+
+    async def _check_tables(self, connection: Any) -> None:
+        found = await state_tables(connection, self.schema, self.table)
+        if not found.table:
+            why = ("a read-only open creates nothing; run `clp migrate` or the application that writes it first"
+                   if self.read_only else "create_table=False: run `clp migrate` first")
+            raise StorageError(f"no such database table {self.schema}.{self.table} at {self._client.where} "
+                               f"({why})", backend=self.name)
+        if self.read_only and found.legacy:
+            self._select = self._select_unpatched
+        elif not found.complete:
+            raise StorageError(outdated(self.schema, self.table, found, self._client.where), backend=self.name)
 
     async def load(self, key: str) -> Document | None:
-        return (await self.load_versioned(key))[0]
+        return (await self.load_logged(key, PatchLog()))[0]
 
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        return await self.load_logged(key, PatchLog())
+
+    async def load_logged(self, key: str, log: PatchLog) -> tuple[Document | None, int]:
         row = await self._run(f"load of {key!r}", lambda c: c.fetchrow(self._select, key))
         if row is None:
+            log.loaded(0, ())
             return None, 0
-        return codec.decode_document(from_jsonb(row[0]), backend=self.name, key=key), int(row[1])
+        if len(row) > 4 and row[4]:  # migrated since this read-only open checked
+            self._select = self._select_patched
+            return await self.load_logged(key, log)
+        base, version, base_version = from_jsonb(row[0]), int(row[1]), int(row[2])
+        texts = [from_jsonb(text) for text in row[3]]
+        if len(texts) != version - base_version:
+            raise CorruptStateError(
+                f"stored key {key!r} is at version {version} on a base of version {base_version}, but "
+                f"{len(texts)} patches follow it in {self.schema}.{self.patches_table}", backend=self.name)
+        document = codec.decode_document(base, backend=self.name, key=key)
+        for text in texts:
+            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
+        log.loaded(len(base), (len(text) for text in texts))
+        return document, version
 
     async def save(self, key: str, document: Document) -> None:
         data = to_jsonb(codec.encode(document))
-        await self._run(f"save of {key!r}", lambda c: c.execute(self._upsert, key, data))
+        await self._run(f"save of {key!r}", lambda c: c.fetchval(self._upsert, key, data))
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
-        data = to_jsonb(codec.encode(document))
-        if expected_version == 0:
-            version = await self._run(f"save of {key!r}", lambda c: c.fetchval(self._insert_new, key, data))
+        return await self.save_logged(key, Write(codec.encode(document), compacts=True), expected_version)
+
+    async def save_logged(self, key: str, write: Write, expected_version: int) -> int:
+        data, expected = to_jsonb(write.text), int(expected_version)
+        args: tuple[Any, ...]
+        if not write.compacts:
+            statement, args = self._append, (key, expected, data)
+        elif expected == 0:
+            statement, args = self._insert_new, (key, data)
         else:
-            version = await self._run(
-                f"save of {key!r}", lambda c: c.fetchval(self._update_if, key, data, int(expected_version)))
+            statement, args = self._update_if, (key, data, expected)
+        version = await self._run(f"save of {key!r}", lambda c: c.fetchval(statement, *args))
         if version is None:
-            raise ConflictError(f"key {key!r} changed since version {expected_version}", backend=self.name)
+            raise ConflictError(f"key {key!r} changed since version {expected_version}"
+                                + ("" if write.compacts else " (or has no stored document to patch)"),
+                                backend=self.name)
         return int(version)
 
     async def delete(self, key: str) -> None:

@@ -56,7 +56,8 @@ def register_commands(cli: Any) -> None:
             None, "--events-table", help="Events table (default clp_events; snapshots go to <it>_snapshots)."),
         no_events: bool = typer.Option(False, "--no-events", help="Only the state table."),
     ) -> None:
-        """Create CLP's PostgreSQL tables (state, events, snapshots) if they do not exist."""
+        """Create CLP's PostgreSQL tables (state and its patches, events, snapshots) if they do not
+        exist, and bring a state table made by an older clp-postgres up to date."""
         from ._common import split_url
         from .migrate import migrate
 

@@ -5,21 +5,80 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import attrs
 
 from clp_core.plugin_api import StorageError
 
 from ._common import BACKEND, check_identifier, lock_key, qualified
 
 
+def patches_table_name(table: str) -> str:
+    return check_identifier(f"{table}_patches", "patches table (state table + '_patches')")
+
+
 def state_table_ddl(schema: str, table: str) -> list[str]:
-    name = qualified(schema, table)
+    """The state table (``version`` is the head version; ``base_version`` that of ``data``,
+    NULL when no patch follows it) and its patches table, ``(key, version)`` each. A state
+    table made before patches (no ``base_version``) gets the column (a catalog-only change)."""
+    name, patches = qualified(schema, table), qualified(schema, patches_table_name(table))
+    regclass = f"'{name}'::regclass"
     return [
         f"CREATE TABLE IF NOT EXISTS {name} ("
         " key text PRIMARY KEY,"
         " version bigint NOT NULL,"
         " data jsonb NOT NULL,"
-        " updated_at timestamptz NOT NULL DEFAULT now())"
+        " updated_at timestamptz NOT NULL DEFAULT now(),"
+        " base_version bigint)",
+        f"CREATE TABLE IF NOT EXISTS {patches} ("
+        " key text NOT NULL,"
+        " version bigint NOT NULL,"
+        " data jsonb NOT NULL,"
+        " PRIMARY KEY (key, version))",
+        # only when missing: ALTER TABLE locks the table even with IF NOT EXISTS
+        f"DO $$ BEGIN IF NOT EXISTS ({has_base_version(regclass)}) "
+        f"THEN ALTER TABLE {name} ADD COLUMN base_version bigint; END IF; END $$",
     ]
+
+
+def has_base_version(regclass: str) -> str:
+    return (f"SELECT 1 FROM pg_attribute WHERE attrelid = {regclass} AND attname = 'base_version' "
+            "AND NOT attisdropped")
+
+
+@attrs.frozen
+class StateTables:
+    """What exists of a state table's schema: the table, its ``base_version`` column, its
+    patches table."""
+
+    table: bool
+    base_version: bool
+    patches: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.table and self.base_version and self.patches
+
+    @property
+    def legacy(self) -> bool:
+        """Made by a clp-postgres without patches (readable as it is: nothing is patched)."""
+        return self.table and not self.base_version and not self.patches
+
+
+async def state_tables(connection: Any, schema: str, table: str) -> StateTables:
+    name, patches = qualified(schema, table), qualified(schema, patches_table_name(table))
+    row = await connection.fetchrow(
+        f"SELECT to_regclass($1) IS NOT NULL, EXISTS ({has_base_version('to_regclass($1)')}), "
+        "to_regclass($2) IS NOT NULL", name, patches)
+    return StateTables(*row)
+
+
+def outdated(schema: str, table: str, found: StateTables, where: str) -> str:
+    """What to say of a state table made by an older clp-postgres (or half migrated)."""
+    missing = [part for part, present in (("base_version column", found.base_version),
+                                          (f"{patches_table_name(table)} table", found.patches)) if not present]
+    return (f"database table {schema}.{table} at {where} was made by an older clp-postgres (no "
+            f"{' and no '.join(missing)}): run `clp migrate <dsn> --table {table} --schema {schema}` "
+            "as a role that may alter it (or open it once with create_table=True)")
 
 
 def snapshots_table_name(events_table: str) -> str:
@@ -44,13 +103,14 @@ def event_tables_ddl(schema: str, table: str, snapshots_table: str) -> list[str]
     ]
 
 
-async def create_tables(connection: Any, schema: str, tables: list[str], ddl: list[str]) -> None:
+async def create_tables(connection: Any, schema: str, tables: list[str], ddl: list[str], *,
+                        state_table: str | None = None, where: str = "") -> None:
     """Run ``ddl`` (``CREATE ... IF NOT EXISTS``) in one transaction, serialised across
     processes by an advisory lock (two concurrent ``CREATE TABLE IF NOT EXISTS`` of one
     name can otherwise fail on the catalog's unique index).
 
     A role without the right to create, whose tables already exist (made by ``clp migrate``
-    under an owner role), is fine.
+    under an owner role), is fine; ``state_table`` must then have its ``base_version`` column.
     """
     script = [f"SELECT pg_advisory_xact_lock({lock_key(schema, *tables)})"]
     if schema != "public":
@@ -66,3 +126,7 @@ async def create_tables(connection: Any, schema: str, tables: list[str], ddl: li
             raise StorageError(
                 f"cannot create {', '.join(f'{schema}.{t}' for t in missing)}: {exc}; "
                 "run `clp migrate <dsn>` as a role that may create tables", backend=BACKEND) from exc
+        if state_table is not None:
+            found = await state_tables(connection, schema, state_table)
+            if not found.complete:
+                raise StorageError(outdated(schema, state_table, found, where), backend=BACKEND) from exc

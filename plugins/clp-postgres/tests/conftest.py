@@ -43,7 +43,7 @@ async def drop_tables(dsn: str, names: list[str], schemas: list[str]) -> None:
     connection = await asyncpg.connect(dsn, timeout=10)
     try:
         for name in names:
-            for table in (name, f"{name}_snapshots"):
+            for table in (name, f"{name}_snapshots", f"{name}_patches"):
                 await connection.execute(f'DROP TABLE IF EXISTS "public"."{table}"')
         for schema in schemas:
             await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -119,7 +119,8 @@ async def test_a_role_that_may_not_create_tables_uses_migrated_ones(private_clus
     await adapter.close()
 
     tables = await migrate(private_cluster.dsn)
-    assert tables == ["public.clp_state", "public.clp_events", "public.clp_events_snapshots"]
+    assert tables == ["public.clp_state", "public.clp_state_patches", "public.clp_events",
+                      "public.clp_events_snapshots"]
     owner = await asyncpg.connect(private_cluster.dsn)
     try:
         await owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app")

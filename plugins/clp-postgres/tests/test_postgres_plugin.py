@@ -70,7 +70,7 @@ def test_clp_migrate_creates_the_tables(pg_dsn: str, names: Any) -> None:
     result = runner.invoke(build_app(), ["migrate", pg_dsn, "--table", state, "--events-table", events])
     assert result.exit_code == 0, result.output
     assert f"public.{state}" in result.output and f"public.{events}_snapshots" in result.output
-    expected = sorted([state, events, f"{events}_snapshots"])
+    expected = sorted([state, f"{state}_patches", events, f"{events}_snapshots"])
     assert run_sync(_tables(pg_dsn, "public", expected)) == expected
     again = runner.invoke(build_app(), ["migrate", pg_dsn, "--table", state, "--events-table", events])
     assert again.exit_code == 0, again.output  # idempotent
@@ -80,7 +80,7 @@ def test_clp_migrate_in_a_schema_then_adapters_without_create(pg_dsn: str, names
     schema, state = names.schema(), names.table()
     result = CliRunner().invoke(build_app(), ["migrate", pg_dsn, "--table", state, "--schema", schema, "--no-events"])
     assert result.exit_code == 0, result.output
-    assert run_sync(_tables(pg_dsn, schema, [state])) == [state]
+    assert run_sync(_tables(pg_dsn, schema, [state, f"{state}_patches"])) == [state, f"{state}_patches"]
 
     async def use() -> Any:
         adapter = PostgresAdapter(pg_dsn, table=state, schema=schema, create_table=False)
