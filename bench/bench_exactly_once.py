@@ -133,7 +133,7 @@ async def backend_url(name: str, args: argparse.Namespace) -> Any:
         try:
             yield f"{args.postgres_dsn}?table={table}"
         finally:
-            await conn.execute(f'DROP TABLE IF EXISTS "public"."{table}"')
+            await conn.execute(f'DROP TABLE IF EXISTS "public"."{table}", "public"."{table}_patches"')
             await conn.close()
 
 

@@ -438,7 +438,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         if self.conn is not None:
-            await self.conn.execute(f'DROP TABLE IF EXISTS "public"."{self.table}"')
+            await self.conn.execute(f'DROP TABLE IF EXISTS "public"."{self.table}", "public"."{self.table}_patches"')
             await self.conn.close()
 
 

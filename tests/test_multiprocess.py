@@ -82,7 +82,7 @@ async def _postgres_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     try:
         yield f"{POSTGRES_DSN}?table={table}"
     finally:
-        await connection.execute(f'DROP TABLE IF EXISTS "public"."{table}"')
+        await connection.execute(f'DROP TABLE IF EXISTS "public"."{table}", "public"."{table}_patches"')
         await connection.close()
 
 

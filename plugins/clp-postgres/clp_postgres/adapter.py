@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core import codec
-from clp_core.plugin_api import ConflictError, CorruptStateError, StorageError
-from clp_core.storage.patch import Patch, PatchLog, Write, apply_patch
+from clp_core.plugin_api import ConflictError, CorruptStateError, Patch, PatchLog, StorageError, Write, apply_patch
 
 from ._common import (
     DEFAULT_COMMAND_TIMEOUT,

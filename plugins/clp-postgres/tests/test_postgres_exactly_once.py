@@ -14,7 +14,7 @@ from clp_postgres import PostgresAdapter
 from clp_postgres._common import split_url, url_kwargs
 
 import clp_core as clp
-from clp_core.storage.patch import Write
+from clp_core.plugin_api import Write
 from clp_core.testing.exactly_once import commit_through_lost_replies, ledger_contract
 from clp_core.testing.faults import FaultProxy
 

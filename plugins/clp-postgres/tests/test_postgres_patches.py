@@ -16,7 +16,7 @@ from clp_postgres.testing import PostgresCluster, RoundTripProxy
 
 import clp_core as clp
 from clp_core.errors import ConfigError, CorruptStateError, StorageError
-from clp_core.storage.patch import Patch, PatchLog, Write
+from clp_core.plugin_api import Patch, PatchLog, Write
 from clp_core.testing.patching import big_document
 
 

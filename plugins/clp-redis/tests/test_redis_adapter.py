@@ -14,9 +14,9 @@ from clp_redis.adapter import SAVE_VERSIONED
 
 from clp_core import codec
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError, StorageError
+from clp_core.plugin_api import Patch, Write
 from clp_core.plugins import plugin_statuses, process_config
 from clp_core.resolve import resolve_storage
-from clp_core.storage.patch import Patch, Write
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

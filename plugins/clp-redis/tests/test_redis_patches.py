@@ -17,7 +17,7 @@ from clp_redis import RedisAdapter
 import clp_core as clp
 from clp_core import codec
 from clp_core.errors import ConflictError, CorruptStateError
-from clp_core.storage.patch import Patch, PatchLog, Write
+from clp_core.plugin_api import Patch, PatchLog, Write
 from clp_core.testing.patching import big_document
 
 from .conftest import REDIS_URL

@@ -9,8 +9,8 @@ from clp_redis import RedisAdapter, RedisEventStore
 from clp_core import codec
 from clp_core.errors import StorageError
 from clp_core.events import Event
+from clp_core.plugin_api import Write
 from clp_core.resolve import resolve_event_store, resolve_storage
-from clp_core.storage.patch import Write
 
 from .conftest import REDIS_URL
 
