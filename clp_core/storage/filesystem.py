@@ -9,23 +9,27 @@ reused, and means nothing on a shared network folder).
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import hashlib
 import os
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 import weakref
 from pathlib import Path
 from typing import ClassVar
 
-import aiofiles
 import aiofiles.os
+import attrs
 
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
 from .base import Document
+from .filelog import OpenFile, Seen, after_base, encode_record, parse_records, read_from, stat, unlink, write_all
+from .patch import Patch, PatchLog, Write, apply_patch
 from .sqlite import missing_database, refuse_writes
 
 _MAX_NAME = 200
@@ -33,6 +37,8 @@ _MAX_NAME = 200
 #: Seconds after which a temp file is a leftover whatever process it names.
 STALE_TEMP_AGE = 3600.0
 _SWEEP_EVERY = 60.0
+_READ_TRIES = 100  # reads of a key's files, replaced meanwhile each time, before giving up
+_SEEN_KEYS = 64  # keys whose files an adapter keeps open (saves then skip reading them again)
 _TEMP = re.compile(r"\.(?P<file>.+)\.(?P<pid>[0-9]{1,10})\.(?P<tag>[0-9a-f]{1,32})\.tmp")
 
 
@@ -98,14 +104,17 @@ def key_to_filename(key: str) -> str:
 
 
 class FileSystemAdapter:
-    """One ``<quoted key>.json`` per key under ``directory`` (created if missing).
+    """One ``<quoted key>.json`` per key under ``directory`` (created if missing), and, once
+    the key's document is patched, the appended patches after it in ``<file>.patches`` (see
+    :mod:`clp_core.storage.filelog`).
 
-    Versioned saves hold an ``fcntl`` lock on a ``.lock`` file per key, so processes on one
-    machine sharing the folder never lose an update.
+    Every save holds an ``fcntl`` lock on a ``.lock`` file per key, so processes on one
+    machine sharing the folder never lose an update; loads take no lock (they read the file
+    and its patches again if the file was replaced meanwhile).
 
     ``read_only=True`` (URL option ``?mode=ro``): the folder must exist (else a
     :class:`StorageError`, "no such database"); nothing is created or swept, and
-    ``save``/``save_versioned``/``delete`` are refused.
+    ``save``/``save_versioned``/``save_logged``/``delete`` are refused.
     """
 
     name = "file"
@@ -116,8 +125,10 @@ class FileSystemAdapter:
         self.stale_temp_age = stale_temp_age
         self.read_only = read_only
         self._swept_at: float | None = None
+        self._seen: collections.OrderedDict[str, Seen] = collections.OrderedDict()
+        self._seen_lock = threading.Lock()
         if read_only:
-            refuse_writes(self, ("save", "save_versioned", "delete"), str(self.directory))
+            refuse_writes(self, ("save", "save_versioned", "save_logged", "delete"), str(self.directory))
 
     async def _sweep(self) -> None:
         """Remove leftover temp files on first use, then at most once a minute (read-only:
@@ -135,15 +146,7 @@ class FileSystemAdapter:
     def _path(self, key: str) -> Path:
         return self.directory / key_to_filename(key)
 
-    async def _read(self, key: str) -> tuple[Document | None, int]:
-        path = self._path(key)
-        try:
-            async with aiofiles.open(path, "rb") as f:
-                raw = await f.read()
-        except FileNotFoundError:
-            return None, 0
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc}", backend=self.name) from exc
+    def _decode(self, raw: bytes, key: str) -> tuple[Document, int]:
         data = codec.decode(raw, backend=self.name, key=key)
         if not isinstance(data, dict) or "document" not in data or "version" not in data:
             raise CorruptStateError(f"stored value for key {key!r} lacks document/version", backend=self.name)
@@ -152,55 +155,176 @@ class FileSystemAdapter:
             raise CorruptStateError(f"stored value for key {key!r} has a malformed version", backend=self.name)
         return codec.check_document(data["document"], key=key, backend=self.name), version
 
-    async def _write(self, key: str, document: Document, version: int) -> None:
+    def _read_files(self, key: str) -> tuple[bytes, bytes] | None:
+        """The key's file and its patch log as they were at one moment (None: no file)."""
+        path = self._path(key)
+        for _ in range(_READ_TRIES):
+            try:
+                base = OpenFile(os.open(path, os.O_RDONLY))
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}: {exc}", backend=self.name) from exc
+            try:
+                raw = read_from(base.fd, 0)
+                try:
+                    with open(f"{path}.patches", "rb") as f:
+                        log = f.read()
+                except FileNotFoundError:
+                    log = b""
+                if base.names(stat(path)):
+                    return raw, log
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}: {exc}", backend=self.name) from exc
+        raise StorageError(f"{path} was replaced on each of {_READ_TRIES} reads", backend=self.name)
+
+    async def load(self, key: str) -> Document | None:
+        return (await self.load_logged(key, PatchLog()))[0]
+
+    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
+        return await self.load_logged(key, PatchLog())
+
+    async def load_logged(self, key: str, log: PatchLog) -> tuple[Document | None, int]:
+        await self._sweep()
+        files = await asyncio.to_thread(self._read_files, key)
+        if files is None:
+            log.loaded(0, ())
+            return None, 0
+        document, version = self._decode(files[0], key)
+        records, _ = parse_records(files[1], key=key, backend=self.name)
+        patches = after_base(records, version, version, key=key, backend=self.name)
+        for _, text in patches:
+            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
+        log.loaded(len(files[0]), (len(text) for _, text in patches))
+        return document, patches[-1][0] if patches else version
+
+    async def save(self, key: str, document: Document) -> None:
+        await self._save(key, document, None, None)
+
+    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
+        return await self._save(key, document, None, expected_version)
+
+    async def save_logged(self, key: str, write: Write, expected_version: int) -> int:
+        return await self._save(key, None, write, expected_version)
+
+    async def _save(self, key: str, document: Document | None, write: Write | None, expected: int | None) -> int:
+        await self._sweep()
+        async with _FileLock(self._path(key)):
+            return await asyncio.to_thread(self._store, key, document, write, expected)
+
+    def _store(self, key: str, document: Document | None, write: Write | None, expected: int | None) -> int:
+        """Under the key's lock: compare-and-set on the head version (any when ``expected`` is
+        None), then append ``write`` or write a new base (``document``, or ``write`` compacting)."""
+        with self._seen_lock:
+            seen = self._seen.pop(key, None)
+        seen = self._head(key, seen)
+        head = 0 if seen is None else seen.head
+        if seen is not None:
+            self._keep(key, seen)
+        if expected is not None and head != expected:
+            raise ConflictError(f"key {key!r} is at version {head}, not {expected}", backend=self.name)
+        if write is not None and not write.compacts:
+            if seen is None:
+                raise ConflictError(f"key {key!r} has no stored document to patch", backend=self.name)
+            self._keep(key, self._append(key, seen, write.text))
+            return head + 1
+        if document is None:
+            assert write is not None
+            document = codec.decode_document(write.text, backend=self.name, key=key)
+        log = f"{self._path(key)}.patches"
+        if seen is None:
+            unlink(log)  # left by a delete cut short: no patches of a new document
+        base = self._write(key, document, head + 1)
+        if seen is not None:
+            unlink(log)  # after the new base: a writer killed in between leaves patches it skips
+        self._keep(key, Seen(base, head + 1, head=head + 1))
+        return head + 1
+
+    def _head(self, key: str, seen: Seen | None) -> Seen | None:
+        """``seen`` brought up to date with the key's files (None: no file)."""
+        path = self._path(key)
+        now = stat(path)
+        if now is None:
+            return None
+        if seen is None or not seen.base.names(now):
+            try:
+                base = OpenFile(os.open(path, os.O_RDONLY))
+                _, version = self._decode(read_from(base.fd, 0), key)
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}: {exc}", backend=self.name) from exc
+            seen = Seen(base, version, head=version)
+        log = stat(f"{path}.patches")
+        if log is None:
+            return Seen(seen.base, seen.version, head=seen.version)
+        if seen.log is None or not seen.log.names(log):
+            try:
+                seen = Seen(seen.base, seen.version, OpenFile(os.open(f"{path}.patches", os.O_RDWR | os.O_APPEND)),
+                            head=seen.version)
+            except OSError as exc:
+                raise StorageError(f"cannot read {path}.patches: {exc}", backend=self.name) from exc
+        assert seen.log is not None
+        records, used = parse_records(read_from(seen.log.fd, seen.offset), key=key, backend=self.name)
+        patches = after_base(records, seen.version, seen.head, key=key, backend=self.name)
+        return attrs.evolve(seen, offset=seen.offset + used, head=patches[-1][0] if patches else seen.head)
+
+    def _append(self, key: str, seen: Seen, text: str) -> Seen:
+        log_path = f"{self._path(key)}.patches"
+        record = encode_record(seen.head + 1, text)
+        try:
+            if seen.log is None:
+                seen = attrs.evolve(seen, log=OpenFile(os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)),
+                                    offset=0)
+            assert seen.log is not None
+            if os.fstat(seen.log.fd).st_size > seen.offset:
+                os.ftruncate(seen.log.fd, seen.offset)  # a record cut short: never acknowledged
+            try:
+                write_all(seen.log.fd, record)
+                os.fsync(seen.log.fd)
+            except OSError:
+                os.ftruncate(seen.log.fd, seen.offset)
+                raise
+        except OSError as exc:
+            raise StorageError(f"cannot append to {log_path}: {exc}", backend=self.name) from exc
+        return attrs.evolve(seen, offset=seen.offset + len(record), head=seen.head + 1)
+
+    def _keep(self, key: str, seen: Seen) -> None:
+        with self._seen_lock:
+            self._seen[key] = seen
+            while len(self._seen) > _SEEN_KEYS:
+                self._seen.popitem(last=False)
+
+    def _write(self, key: str, document: Document, version: int) -> OpenFile:
+        """Write the key's file atomically (temp file, fsync, rename); returns it, open."""
         path = self._path(key)
         encoded = codec.encode({"version": version, "document": document, "key": key}).encode()
         tmp = path.with_name(temp_name(path.name))
+        fd = -1
         try:
-            await aiofiles.os.makedirs(self.directory, exist_ok=True)
-            async with aiofiles.open(tmp, "wb") as f:
-                await f.write(encoded)
-                await f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
-            await aiofiles.os.replace(tmp, path)
+            os.makedirs(self.directory, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            write_all(fd, encoded)
+            os.fsync(fd)
+            os.replace(tmp, path)
+            return OpenFile(fd)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if fd >= 0:
+                os.close(fd)
+            unlink(tmp)
             raise StorageError(f"cannot write {path}: {exc}", backend=self.name) from exc
-
-    async def load(self, key: str) -> Document | None:
-        await self._sweep()
-        return (await self._read(key))[0]
-
-    async def load_versioned(self, key: str) -> tuple[Document | None, int]:
-        await self._sweep()
-        return await self._read(key)
-
-    async def save(self, key: str, document: Document) -> None:
-        await self._sweep()
-        async with _FileLock(self._path(key)):
-            _, version = await self._read(key)
-            await self._write(key, document, version + 1)
-
-    async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
-        await self._sweep()
-        async with _FileLock(self._path(key)):
-            _, version = await self._read(key)
-            if version != expected_version:
-                raise ConflictError(f"key {key!r} is at version {version}, not {expected_version}", backend=self.name)
-            await self._write(key, document, version + 1)
-            return version + 1
 
     async def delete(self, key: str) -> None:
         async with _FileLock(self._path(key)):
-            try:
-                await aiofiles.os.remove(self._path(key))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StorageError(f"cannot delete key {key!r}: {exc}", backend=self.name) from exc
+            await asyncio.to_thread(self._delete, key)
+
+    def _delete(self, key: str) -> None:
+        with self._seen_lock:
+            self._seen.pop(key, None)
+        path = self._path(key)
+        try:
+            unlink(path)  # first: a delete cut short leaves patches without a file, which nothing reads
+            unlink(f"{path}.patches")
+        except OSError as exc:
+            raise StorageError(f"cannot delete key {key!r}: {exc}", backend=self.name) from exc
 
     async def keys(self, prefix: str = "") -> list[str]:
         """The stored keys that start with ``prefix``, sorted: file names are unquoted; a long
@@ -232,7 +356,8 @@ class FileSystemAdapter:
         return found
 
     async def close(self) -> None:
-        pass
+        with self._seen_lock:
+            self._seen.clear()  # closes the files held open
 
 
 _LOCK_POLL = (0.0005, 0.05)  # first and longest wait between tries of a taken file lock

@@ -1,4 +1,10 @@
-"""SQLite storage (stdlib ``sqlite3``, WAL, run off the event loop): the durable default."""
+"""SQLite storage (stdlib ``sqlite3``, WAL, run off the event loop): the durable default.
+
+A key's document is its row in ``clp_state`` (the base) plus, once patched, the rows of
+``clp_patches`` after it (see :mod:`clp_core.storage.patch`): an append inserts one small row
+and leaves the base row, and its overflow pages, untouched. ``clp_patches`` is created with
+the first patch, so a file whose documents stay small holds ``clp_state`` only.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from typing import Any, TypeVar
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
 from .base import Document
+from .patch import Patch, PatchLog, Write, apply_patch
 
 T = TypeVar("T")
 
@@ -24,6 +31,28 @@ CREATE TABLE IF NOT EXISTS clp_state (
     data TEXT NOT NULL
 )
 """
+
+#: A key's patches have ids ``slot * SLOT + n`` (n = version - base version, far below 2**32: the
+#: patches after a base stay smaller than it): one rowid range per key, so an append adds a row
+#: at the end of it (one b-tree and, as the patches are small, mostly one page written).
+SLOT = 1 << 32
+
+# Made with the first patch. ``clp_patch_keys`` gives each patched key its slot. The triggers
+# keep a writer that knows nothing of patches (an older clp-core on the same file) from
+# replacing a base that has patches, and drop a deleted key's patches and slot.
+_RANGE = f"BETWEEN s.slot * {SLOT} + 1 AND s.slot * {SLOT} + {SLOT - 1}"
+_PATCH_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS clp_patch_keys (slot INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
+    "CREATE TABLE IF NOT EXISTS clp_patches (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL)",
+    f"""CREATE TRIGGER IF NOT EXISTS clp_patches_keep_base BEFORE UPDATE ON clp_state
+    WHEN EXISTS (SELECT 1 FROM clp_patch_keys s JOIN clp_patches p ON p.id {_RANGE} WHERE s.key = OLD.key)
+    BEGIN SELECT RAISE(ABORT, 'clp_state: this key has patches in clp_patches'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS clp_patches_follow_base AFTER DELETE ON clp_state BEGIN
+    DELETE FROM clp_patches WHERE id IN (
+        SELECT p.id FROM clp_patch_keys s JOIN clp_patches p ON p.id {_RANGE} WHERE s.key = OLD.key);
+    DELETE FROM clp_patch_keys WHERE key = OLD.key;
+    END""",
+)
 
 
 def _setup(conn: sqlite3.Connection, timeout: float) -> None:
@@ -66,12 +95,13 @@ def missing_database(path: str, backend: str) -> StorageError:
 
 
 class SQLiteAdapter:
-    """Documents in table ``clp_state`` of one SQLite file; versioned saves are a
-    conditional ``UPDATE``, so processes sharing the file never lose an update.
+    """Documents in table ``clp_state`` of one SQLite file (and their patches in
+    ``clp_patches``); every save is a compare-and-set in one ``BEGIN IMMEDIATE`` transaction
+    (SQLite serialises writers), so processes sharing the file never lose an update.
 
     ``read_only=True`` (URL option ``?mode=ro``) opens the file with SQLite's ``mode=ro``: a
     missing file or table is a :class:`StorageError` ("no such database"), nothing is created,
-    and ``save``/``save_versioned``/``delete`` are refused.
+    and ``save``/``save_versioned``/``save_logged``/``delete`` are refused.
     """
 
     name = "sqlite"
@@ -85,7 +115,7 @@ class SQLiteAdapter:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         if read_only:
-            refuse_writes(self, ("save", "save_versioned", "delete"), self.path)
+            refuse_writes(self, ("save", "save_versioned", "save_logged", "delete"), self.path)
 
     def _connect_read_only(self) -> sqlite3.Connection:
         if self.path == ":memory:" or not os.path.isfile(self.path):
@@ -133,52 +163,117 @@ class SQLiteAdapter:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: {exc}", backend=self.name) from exc
 
+    @staticmethod
+    def _has_patches(c: sqlite3.Connection) -> bool:
+        """Whether ``clp_patches`` exists yet (a file of an older clp-core, or of small
+        documents only, has none)."""
+        return c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clp_patches'").fetchone() \
+            is not None
+
+    def _checked(self, key: str, version: Any) -> int:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CorruptStateError(f"stored version of key {key!r} is not a positive integer: {version!r:.40}",
+                                    backend=self.name)
+        return version
+
+    def _slot(self, c: sqlite3.Connection, key: str) -> int | None:
+        if not self._has_patches(c):
+            return None
+        row = c.execute("SELECT slot FROM clp_patch_keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _head(self, c: sqlite3.Connection, key: str) -> tuple[int, int, int | None]:
+        """(base version, head version, slot): 0, 0 without a base. The base's version is the
+        column before ``data``, so no overflow page of a big document is read."""
+        row = c.execute("SELECT version FROM clp_state WHERE key = ?", (key,)).fetchone()
+        base = 0 if row is None else self._checked(key, row[0])
+        slot = self._slot(c, key)
+        if slot is None or base == 0:
+            return base, base, slot
+        last = c.execute("SELECT version FROM clp_patches WHERE id BETWEEN ? AND ? ORDER BY id DESC LIMIT 1",
+                         (slot * SLOT + 1, slot * SLOT + SLOT - 1)).fetchone()
+        return base, base if last is None else self._checked(key, last[0]), slot
+
+    def _read(self, c: sqlite3.Connection, key: str) -> tuple[Any, int, list[tuple[Any, Any]]]:
+        """The base row and its patches, in one read transaction."""
+        c.execute("BEGIN")
+        try:
+            row = c.execute("SELECT data, version FROM clp_state WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None, 0, []
+            version = self._checked(key, row[1])
+            slot = self._slot(c, key)
+            if slot is None:
+                return row[0], version, []
+            return row[0], version, c.execute("SELECT version, data FROM clp_patches WHERE id BETWEEN ? AND ? "
+                                              "ORDER BY id", (slot * SLOT + 1, slot * SLOT + SLOT - 1)).fetchall()
+        finally:
+            c.execute("COMMIT")
+
     async def load(self, key: str) -> Document | None:
         return (await self.load_versioned(key))[0]
 
     async def load_versioned(self, key: str) -> tuple[Document | None, int]:
-        row = await self.run(
-            lambda c: c.execute("SELECT data, version FROM clp_state WHERE key = ?", (key,)).fetchone()
-        )
-        if row is None:
+        return await self.load_logged(key, PatchLog())
+
+    async def load_logged(self, key: str, log: PatchLog) -> tuple[Document | None, int]:
+        base, version, patches = await self.run(lambda c: self._read(c, key))
+        if base is None:
+            log.loaded(0, ())
             return None, 0
-        version = row[1]
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise CorruptStateError(f"stored version of key {key!r} is not a positive integer: {version!r:.40}",
-                                    backend=self.name)
-        return codec.decode_document(row[0], backend=self.name, key=key), version
+        document = codec.decode_document(base, backend=self.name, key=key)
+        for expected, (number, text) in enumerate(patches, start=version + 1):
+            if number != expected:
+                raise CorruptStateError(f"stored patches of key {key!r} skip version {expected}", backend=self.name)
+            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
+        log.loaded(len(base), (len(text) for _, text in patches))
+        return document, patches[-1][0] if patches else version
 
     async def save(self, key: str, document: Document) -> None:
-        encoded = codec.encode(document)
-        await self.run(
-            lambda c: c.execute(
-                "INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?) "
-                "ON CONFLICT(key) DO UPDATE SET data = excluded.data, version = clp_state.version + 1",
-                (key, encoded),
-            )
-        )
+        await self._store(key, Write(codec.encode(document), compacts=True), None)
 
     async def save_versioned(self, key: str, document: Document, expected_version: int) -> int:
-        encoded = codec.encode(document)
+        return await self.save_logged(key, Write(codec.encode(document), compacts=True), expected_version)
 
-        def write(c: sqlite3.Connection) -> bool:
-            if expected_version == 0:
-                cur = c.execute(
-                    "INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?) ON CONFLICT(key) DO NOTHING",
-                    (key, encoded),
-                )
+    async def save_logged(self, key: str, write: Write, expected_version: int) -> int:
+        return await self._store(key, write, expected_version)
+
+    async def _store(self, key: str, write: Write, expected: int | None) -> int:
+        """Compare-and-set ``write`` on the head version (any version when ``expected`` is None)."""
+        def store(c: sqlite3.Connection) -> int:
+            base, head, slot = self._head(c, key)
+            if expected is not None and head != expected:
+                raise ConflictError(f"key {key!r} is at version {head}, not {expected}", backend=self.name)
+            if not write.compacts:
+                if base == 0:
+                    raise ConflictError(f"key {key!r} has no stored document to patch", backend=self.name)
+                if slot is None:
+                    slot = self._new_slot(c, key)
+                c.execute("INSERT INTO clp_patches (id, version, data) VALUES (?, ?, ?)",
+                          (slot * SLOT + head - base + 1, head + 1, write.text))
+                return head + 1
+            if slot is not None:
+                c.execute("DELETE FROM clp_patches WHERE id BETWEEN ? AND ?", (slot * SLOT + 1, slot * SLOT + SLOT - 1))
+            if base == 0:
+                c.execute("INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?)", (key, write.text))
             else:
-                cur = c.execute(
-                    "UPDATE clp_state SET data = ?, version = version + 1 WHERE key = ? AND version = ?",
-                    (encoded, key, expected_version),
-                )
-            return cur.rowcount == 1
+                c.execute("UPDATE clp_state SET data = ?, version = ? WHERE key = ?", (write.text, head + 1, key))
+            return head + 1
 
-        if not await self.run(write):
-            raise ConflictError(f"key {key!r} changed since version {expected_version}", backend=self.name)
-        return expected_version + 1
+        return await self.run(lambda c: _in_transaction(c, store))
+
+    def _new_slot(self, c: sqlite3.Connection, key: str) -> int:
+        if not self._has_patches(c):
+            for statement in _PATCH_SCHEMA:
+                c.execute(statement)
+        slot = c.execute("INSERT INTO clp_patch_keys (key) VALUES (?)", (key,)).lastrowid
+        if slot is None or not 0 < slot < 1 << 31:
+            raise StorageError(f"{self.path}: no slot left in clp_patch_keys for key {key!r} (slot {slot})",
+                               backend=self.name, outcome="not_applied")
+        return slot
 
     async def delete(self, key: str) -> None:
+        # the trigger clp_patches_follow_base drops the key's patches and slot
         await self.run(lambda c: c.execute("DELETE FROM clp_state WHERE key = ?", (key,)))
 
     async def keys(self, prefix: str = "") -> list[str]:
@@ -194,3 +289,15 @@ class SQLiteAdapter:
 
     def __getstate__(self) -> Any:  # pragma: no cover - adapters are not pickled
         raise TypeError("SQLiteAdapter cannot be pickled")
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` in a ``BEGIN IMMEDIATE`` transaction: committed if it returns, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result

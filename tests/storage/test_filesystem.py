@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from clp_core.errors import CorruptStateError, StorageError
+from clp_core import codec
+from clp_core.errors import ConflictError, CorruptStateError, StorageError
 from clp_core.resolve import resolve_storage
-from clp_core.storage import FileSystemAdapter
+from clp_core.storage import FileSystemAdapter, filesystem
+from clp_core.storage.filelog import encode_record, parse_records
 from clp_core.storage.filesystem import STALE_TEMP_AGE, key_to_filename, remove_stale_temp_files, temp_name
+from clp_core.storage.patch import Patch, PatchLog, Write
+from clp_core.testing.patching import big_document
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite, bounded_default_executor
 
 
@@ -307,3 +311,158 @@ def test_remove_stale_temp_files_reports_what_it_removed(tmp_path: Path) -> None
     dead = _leftover(tmp_path, "k", _dead_pid())
     assert remove_stale_temp_files(tmp_path) == [dead]
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+# -- diff-sized saves: the patch log next to the key's file ----------------------------------
+
+
+def _count(n: int) -> Write:
+    return Write(Patch(((("state", "count"), n),)).encode(), compacts=False)
+
+
+async def _patched(adapter: FileSystemAdapter, key: str, patches: int) -> int:
+    """big_document() as the base, then ``patches`` patches of the count."""
+    version = await adapter.save_logged(key, Write(codec.encode(big_document()), compacts=True), 0)
+    for n in range(1, patches + 1):
+        version = await adapter.save_logged(key, _count(n), version)
+    return version
+
+
+def _log(directory: Path, key: str) -> Path:
+    return directory / (key_to_filename(key) + ".patches")
+
+
+async def test_an_append_adds_a_record_and_leaves_the_file(tmp_path: Path) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    version = await _patched(adapter, "k", 0)
+    base = tmp_path / key_to_filename("k")
+    before = (base.stat().st_ino, base.read_bytes())
+    for n in range(1, 4):
+        version = await adapter.save_logged("k", _count(n), version)
+    assert (base.stat().st_ino, base.read_bytes()) == before
+    records, used = parse_records(_log(tmp_path, "k").read_bytes(), key="k", backend="file")
+    assert [v for v, _ in records] == [2, 3, 4] and used == _log(tmp_path, "k").stat().st_size
+    assert _log(tmp_path, "k").stat().st_size < 3 * 200
+    assert await FileSystemAdapter(tmp_path).load_versioned("k") == (big_document(3), 4)
+    assert await adapter.keys() == ["k"]
+    # compaction writes a new file and removes the log
+    await adapter.save_logged("k", Write(codec.encode(big_document(7)), compacts=True), version)
+    assert not _log(tmp_path, "k").exists()
+    assert await adapter.load_versioned("k") == (big_document(7), 5)
+
+
+@pytest.mark.parametrize("cut", [1, 3, 9, 40], ids=["in-version", "in-length", "in-text", "before-newline"])
+async def test_a_record_cut_short_is_not_there_and_the_next_append_cuts_it_off(tmp_path: Path, cut: int) -> None:
+    """A writer killed mid-append (never acknowledged) leaves part of a record: loads stop
+    before it, and the next append replaces it."""
+    adapter = FileSystemAdapter(tmp_path)
+    version = await _patched(adapter, "k", 2)
+    record = encode_record(version + 1, _count(99).text)
+    with _log(tmp_path, "k").open("ab") as f:
+        f.write(record[:cut] if cut < 40 else record[:-1])
+    fresh = FileSystemAdapter(tmp_path)
+    assert await fresh.load_versioned("k") == (big_document(2), version)
+    assert await fresh.save_logged("k", _count(3), version) == version + 1
+    assert await FileSystemAdapter(tmp_path).load_versioned("k") == (big_document(3), version + 1)
+    records, used = parse_records(_log(tmp_path, "k").read_bytes(), key="k", backend="file")
+    assert [v for v, _ in records] == [2, 3, 4] and used == _log(tmp_path, "k").stat().st_size
+    # an adapter that appended before the cut record was written cuts it off too
+    with _log(tmp_path, "k").open("ab") as f:
+        f.write(b"5\t12\t{\"form")
+    assert await fresh.save_logged("k", _count(4), version + 1) == version + 2
+    assert await FileSystemAdapter(tmp_path).load_versioned("k") == (big_document(4), version + 2)
+
+
+async def test_patches_left_from_before_the_file_are_skipped(tmp_path: Path) -> None:
+    """A writer killed between writing the new file and removing the old log leaves patches
+    of older versions behind: skipped, and appended after."""
+    adapter = FileSystemAdapter(tmp_path)
+    version = await _patched(adapter, "k", 3)
+    left = _log(tmp_path, "k").read_bytes()
+    version = await adapter.save_logged("k", Write(codec.encode(big_document(9)), compacts=True), version)
+    _log(tmp_path, "k").write_bytes(left)
+    log = PatchLog()
+    assert await FileSystemAdapter(tmp_path).load_logged("k", log) == (big_document(9), version)
+    assert log.patches == 0
+    version = await adapter.save_logged("k", _count(10), version)
+    assert await FileSystemAdapter(tmp_path).load_versioned("k") == (big_document(10), version)
+
+
+async def test_a_delete_cut_short_leaves_patches_a_new_document_never_sees(tmp_path: Path) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    await _patched(adapter, "k", 3)
+    (tmp_path / key_to_filename("k")).unlink()  # killed after removing the file, before the log
+    assert await adapter.load_versioned("k") == (None, 0)
+    with pytest.raises(ConflictError):
+        await adapter.save_logged("k", _count(1), 0)
+    assert await adapter.save_versioned("k", {"state": {"new": True}}, 0) == 1
+    assert not _log(tmp_path, "k").exists()
+    assert await adapter.load_versioned("k") == ({"state": {"new": True}}, 1)
+
+
+async def test_a_load_reads_again_when_the_file_is_replaced_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base and log are read without a lock: a compaction (and an append after it) between
+    reading one and the other is seen, and both are read again."""
+    adapter, other = FileSystemAdapter(tmp_path), FileSystemAdapter(tmp_path)
+    version = await _patched(adapter, "k", 3)
+    original = filesystem.read_from
+    replaced: list[int] = []
+
+    def read_from(fd: int, offset: int) -> bytes:
+        raw = original(fd, offset)
+        if not replaced:  # another process compacts and appends, once
+            replaced.append(fd)
+            other._store("k", big_document(20), None, version)
+            other._store("k", None, _count(21), version + 1)
+        return raw
+
+    monkeypatch.setattr(filesystem, "read_from", read_from)
+    assert await adapter.load_versioned("k") == (big_document(21), version + 2)
+
+
+async def test_a_malformed_log_is_corrupt(tmp_path: Path) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    await _patched(adapter, "k", 1)
+    log = _log(tmp_path, "k")
+    whole = log.read_bytes()
+    for bad in (b"x\t3\tabc\n" + b"0" * 30, b"3\t2\tabc\n", encode_record(4, _count(4).text)):
+        log.write_bytes(whole + bad)
+        with pytest.raises(CorruptStateError, match="patch log of key 'k'"):
+            await adapter.load("k")
+        with pytest.raises(CorruptStateError):
+            await adapter.save_logged("k", _count(2), 2)
+    log.write_bytes(whole + encode_record(3, "not json"))
+    with pytest.raises(CorruptStateError):
+        await adapter.load("k")
+
+
+async def test_a_file_of_the_previous_version_loads_and_takes_patches(tmp_path: Path) -> None:
+    key = "order/42"
+    raw = codec.encode({"version": 5, "document": big_document(), "key": key}).encode()  # as 0.x wrote it
+    (tmp_path / key_to_filename(key)).write_bytes(raw)
+    adapter = FileSystemAdapter(tmp_path)
+    assert await adapter.load_versioned(key) == (big_document(), 5)
+    assert await adapter.save_logged(key, _count(1), 5) == 6
+    assert (tmp_path / key_to_filename(key)).read_bytes() == raw
+    reader = FileSystemAdapter(tmp_path, read_only=True)
+    assert await reader.load_versioned(key) == (big_document(1), 6)
+    with pytest.raises(StorageError, match="read-only"):
+        await reader.save_logged(key, _count(2), 6)
+
+
+async def test_two_adapters_appending_in_turn_see_each_other(tmp_path: Path) -> None:
+    """Each adapter remembers how far it read a key's log; what another appended since is read
+    before its next compare-and-set."""
+    first, second = FileSystemAdapter(tmp_path), FileSystemAdapter(tmp_path)
+    version = await _patched(first, "k", 1)
+    for n in range(2, 8):
+        writer = first if n % 2 else second
+        with pytest.raises(ConflictError):
+            await writer.save_logged("k", _count(n), version - 1)
+        version = await writer.save_logged("k", _count(n), version)
+    version = await second.save_logged("k", Write(codec.encode(big_document(8)), compacts=True), version)
+    with pytest.raises(ConflictError):
+        await first.save_logged("k", _count(9), version - 1)
+    version = await first.save_logged("k", _count(9), version)
+    assert await second.load_versioned("k") == (big_document(9), version)

@@ -1,4 +1,5 @@
-"""SQLiteAdapter: the conformance suite, WAL, SQL-safe keys, several adapters on one file, URLs."""
+"""SQLiteAdapter: the conformance suite, WAL, SQL-safe keys, several adapters on one file, URLs,
+and its patches (clp_patches)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import asyncio
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from clp_core.errors import ConflictError, CorruptStateError
+from clp_core import codec
+from clp_core.errors import ConflictError, CorruptStateError, StorageError
 from clp_core.resolve import resolve_storage
 from clp_core.storage import SQLiteAdapter
+from clp_core.storage.patch import Patch, PatchLog, Write
+from clp_core.testing.patching import big_document
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite, bounded_default_executor
 
 
@@ -229,3 +234,173 @@ async def test_connections_opening_a_new_file_at_once_do_not_fail(tmp_path: Path
         finally:
             for adapter in adapters:
                 await adapter.close()
+
+
+# -- diff-sized saves: patches in clp_patches, the base row untouched ---------------------------
+
+
+def _tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+def _query(path: Path, sql: str, *args: Any) -> list[Any]:
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def _count(n: int) -> Write:
+    return Write(Patch(((("state", "count"), n),)).encode(), compacts=False)
+
+
+async def _patched(adapter: SQLiteAdapter, key: str, patches: int, document: dict[str, Any] | None = None) -> int:
+    """``document`` (big_document() by default) as the base, then ``patches`` patches of the count."""
+    version = await adapter.save_logged(key, Write(codec.encode(document or big_document()), compacts=True), 0)
+    for n in range(1, patches + 1):
+        version = await adapter.save_logged(key, _count(n), version)
+    return version
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def test_an_append_leaves_the_base_row_and_writes_a_page_or_two(tmp_path: Path) -> None:
+    """A patch is one row of clp_patches: the base row (and the ~1 MB of overflow pages a
+    json_set would rewrite) stays as it was, and the WAL grows by about a page per commit."""
+    path = tmp_path / "append.db"
+    adapter = SQLiteAdapter(path)
+    document = {"state": {"count": 0, "items": {f"k{i}": "x" * 90 for i in range(10_000)}}}
+    version = await adapter.save_logged("big", Write(codec.encode(document), compacts=True), 0)
+    base = _query(path, "SELECT version, data FROM clp_state WHERE key = 'big'")
+    await adapter.run(lambda c: c.execute("PRAGMA wal_autocheckpoint = 0"))
+    await adapter.run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+    commits = 50
+    for n in range(1, commits + 1):
+        version = await adapter.save_logged("big", _count(n), version)
+    grown = _wal_bytes(path) / commits
+    assert grown < 3 * 4120, f"{grown:.0f} bytes written per append"
+    assert _query(path, "SELECT version, data FROM clp_state WHERE key = 'big'") == base
+    assert _query(path, "SELECT COUNT(*), MIN(version), MAX(version) FROM clp_patches") == [(commits, 2, 51)]
+    document["state"]["count"] = commits
+    assert await SQLiteAdapter(path).load_versioned("big") == (document, 51)
+    assert await adapter.keys() == ["big"]
+    await adapter.close()
+
+
+async def test_a_file_of_small_documents_has_no_patch_tables(tmp_path: Path) -> None:
+    path = tmp_path / "small.db"
+    adapter = SQLiteAdapter(path)
+    version = await adapter.save_versioned("small", {"state": {"n": 1}}, 0)
+    await adapter.save_versioned("small", {"state": {"n": 2}}, version)
+    assert _tables(path) == {"clp_state"}
+    await _patched(adapter, "big", 1)
+    assert _tables(path) == {"clp_state", "clp_patch_keys", "clp_patches"}
+    await adapter.close()
+
+
+async def test_compaction_and_delete_drop_the_patch_rows(tmp_path: Path) -> None:
+    path = tmp_path / "drop.db"
+    adapter = SQLiteAdapter(path)
+    version = await _patched(adapter, "k", 3)
+    await _patched(adapter, "other", 2)
+    version = await adapter.save_logged("k", Write(codec.encode(big_document(9)), compacts=True), version)
+    assert _query(path, "SELECT COUNT(*) FROM clp_patches") == [(2,)]  # other's
+    await adapter.save_logged("k", _count(10), version)
+    await adapter.delete("k")
+    assert _query(path, "SELECT key FROM clp_patch_keys") == [("other",)]
+    assert _query(path, "SELECT COUNT(*) FROM clp_patches") == [(2,)]
+    assert await adapter.load_versioned("other") == (big_document(2), 3)
+    await adapter.close()
+
+
+async def test_a_file_of_the_previous_version_loads_and_takes_patches(tmp_path: Path) -> None:
+    """A file holding only clp_state (written before patches existed) loads, also read-only,
+    and the first patch adds the tables."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE clp_state (key TEXT PRIMARY KEY, version INTEGER NOT NULL, data TEXT NOT NULL)")
+        conn.execute("INSERT INTO clp_state VALUES ('k', 7, ?)", (codec.encode(big_document()),))
+    conn.close()
+    reader = SQLiteAdapter(path, read_only=True)
+    assert await reader.load_versioned("k") == (big_document(), 7)
+    adapter = SQLiteAdapter(path)
+    log = PatchLog()
+    assert await adapter.load_logged("k", log) == (big_document(), 7)
+    assert await adapter.save_logged("k", _count(1), 7) == 8
+    assert await adapter.load_versioned("k") == (big_document(1), 8)
+    assert await reader.load_versioned("k") == (big_document(1), 8)  # the tables appeared after it opened
+    await reader.close()
+    await adapter.close()
+
+
+async def test_a_read_only_open_reads_the_patches_and_refuses_appends(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    writer = SQLiteAdapter(path)
+    version = await _patched(writer, "k", 2)
+    reader = SQLiteAdapter(path, read_only=True)
+    log = PatchLog()
+    assert await reader.load_logged("k", log) == (big_document(2), version)
+    assert log.patches == 2
+    with pytest.raises(StorageError, match="read-only") as refused:
+        await reader.save_logged("k", _count(3), version)
+    assert refused.value.outcome == "not_applied"
+    assert await writer.load_versioned("k") == (big_document(2), version)
+    await reader.close()
+    await writer.close()
+
+
+async def test_a_writer_that_knows_nothing_of_patches_cannot_replace_a_patched_base(tmp_path: Path) -> None:
+    """An older clp-core on the same file compares and sets the base row's version only: a
+    trigger refuses its update while the key has patches (it would lose them), and its delete
+    takes the patches along."""
+    path = tmp_path / "mixed.db"
+    adapter = SQLiteAdapter(path)
+    version = await _patched(adapter, "k", 2)
+    with pytest.raises(sqlite3.IntegrityError, match="has patches"):
+        _query(path, "UPDATE clp_state SET data = ?, version = version + 1 WHERE key = 'k' AND version = 1",
+               codec.encode({"state": {"stale": True}}))
+    assert await adapter.load_versioned("k") == (big_document(2), version)
+    _query(path, "DELETE FROM clp_state WHERE key = 'k'")
+    assert _query(path, "SELECT COUNT(*) FROM clp_patches") == [(0,)]
+    assert _query(path, "SELECT COUNT(*) FROM clp_patch_keys") == [(0,)]
+    await adapter.save_versioned("k", {"state": {"fresh": True}}, 0)
+    assert await adapter.load_versioned("k") == ({"state": {"fresh": True}}, 1)
+    await adapter.close()
+
+
+async def test_patch_rows_that_skip_a_version_or_do_not_parse_are_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    adapter = SQLiteAdapter(path)
+    await _patched(adapter, "gap", 3)
+    _query(path, "DELETE FROM clp_patches WHERE version = 3")
+    with pytest.raises(CorruptStateError, match="skip version 3"):
+        await adapter.load_versioned("gap")
+    await _patched(adapter, "garbled", 1)
+    _query(path, "UPDATE clp_patches SET data = 'not json' WHERE id = (SELECT MAX(id) FROM clp_patches)")
+    with pytest.raises(CorruptStateError, match="garbled"):
+        await adapter.load("garbled")
+    await adapter.close()
+
+
+async def test_no_slot_left_for_a_new_patched_key_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "slots.db"
+    adapter = SQLiteAdapter(path)
+    await _patched(adapter, "first", 1)
+    _query(path, "INSERT INTO clp_patch_keys (slot, key) VALUES (?, 'taken')", (1 << 31) - 1)
+    version = await _patched(adapter, "second", 0)
+    with pytest.raises(StorageError, match="no slot left") as refused:
+        await adapter.save_logged("second", _count(1), version)
+    assert refused.value.outcome == "not_applied"
+    assert await adapter.load_versioned("second") == (big_document(), version)
+    assert _query(path, "SELECT COUNT(*) FROM clp_patch_keys WHERE key = 'second'") == [(0,)]
+    await adapter.close()
