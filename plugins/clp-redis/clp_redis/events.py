@@ -14,8 +14,8 @@ reply was lost finds its own entry and succeeds, so a commit is never recorded t
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -146,7 +146,7 @@ class RedisEventStore:
         raw = event_to_json(event).encode("utf-8")
         expected_id = f"0-{expected_seq}" if expected_seq > 0 else ""
         keys = [self.stream_key(aggregate), self._aggregates_key]
-        args: list[Any] = [expected_id, f"0-{event.seq}", raw, encode_key(aggregate), uuid.uuid4().hex]
+        args: list[Any] = [expected_id, f"0-{event.seq}", raw, encode_key(aggregate), os.urandom(16).hex()]
         ok, last_id = await self._call(lambda: self._append(keys=keys, args=args), "append", aggregate)
         if not ok:
             last = self._seq_of(last_id, aggregate) if last_id else 0

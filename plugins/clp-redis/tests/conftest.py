@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +19,30 @@ import redis.asyncio as aioredis
 from clp_core.testing.pytest_plugin import service_unavailable
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def count_commands(client: aioredis.Redis) -> list[tuple[Any, ...]]:
+    """Record every command ``client`` sends from now on, as its connections send them (one per
+    round trip: no pipelines are used here), whether through ``execute_command`` or straight on a
+    pooled connection (``clp_redis._client.run_script``)."""
+    sent: list[tuple[Any, ...]] = []
+    pool = client.connection_pool
+    original = pool.get_connection
+
+    async def get_connection(*args: Any, **kwargs: Any) -> Any:
+        conn = await original(*args, **kwargs)
+        if not hasattr(conn, "_counted_into"):
+            send = conn.send_command
+
+            async def counting(*command: Any, **options: Any) -> Any:
+                conn._counted_into.append(command)
+                return await send(*command, **options)
+            conn.send_command = counting
+        conn._counted_into = sent
+        return conn
+
+    pool.get_connection = get_connection  # type: ignore[method-assign]
+    return sent
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from clp_core.plugins import plugin_statuses, process_config
 from clp_core.resolve import resolve_storage
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite
 
+from .conftest import count_commands
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -41,19 +43,6 @@ async def adapter(prefix: str) -> Any:
     adapter = RedisAdapter(REDIS_URL, prefix=prefix)
     yield adapter
     await adapter.close()
-
-
-def count_commands(client: aioredis.Redis) -> list[tuple[Any, ...]]:
-    """Record every command ``client`` sends (one per round trip: no pipelines are used here)."""
-    sent: list[tuple[Any, ...]] = []
-    original = client.execute_command
-
-    async def counting(*args: Any, **options: Any) -> Any:
-        sent.append(args)
-        return await original(*args, **options)
-
-    client.execute_command = counting  # type: ignore[method-assign]
-    return sent
 
 
 # -- layout ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from clp_core.errors import ConflictError, CorruptStateError
 from clp_core.plugin_api import Patch, PatchLog, Write
 from clp_core.testing.patching import big_document
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, count_commands
 
 
 @pytest.fixture
@@ -70,17 +70,11 @@ async def test_a_patch_is_one_field_and_the_base_is_untouched(adapter: RedisAdap
 async def test_an_append_sends_the_patch_not_the_document(adapter: RedisAdapter) -> None:
     version = await based(adapter, "k")
     version = await adapter.save_logged("k", count(1), version)  # the script is loaded
-    sent: list[int] = []
-    original = adapter.client.execute_command
-
-    async def counting(*args: Any, **options: Any) -> Any:
-        sent.append(sum(len(a) if isinstance(a, bytes) else len(str(a)) for a in args))
-        return await original(*args, **options)
-
-    adapter.client.execute_command = counting  # type: ignore[method-assign]
+    sent = count_commands(adapter.client)
     write = count(2)
     await adapter.save_logged("k", write, version)
-    assert len(sent) == 1 and sent[0] < len(write.text) + 200
+    sizes = [sum(len(a) if isinstance(a, bytes) else len(str(a)) for a in command) for command in sent]
+    assert len(sizes) == 1 and sizes[0] < len(write.text) + 200
 
 
 async def test_a_patch_of_a_missing_key_conflicts_and_creates_nothing(adapter: RedisAdapter,
