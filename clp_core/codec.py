@@ -138,6 +138,10 @@ def _may_nest_deeply(text: str | bytes) -> bool:
     return text.count(b"[") + text.count(b"{") > MAX_NESTING
 
 
+# one encoder for every write (json.dumps with options builds a new one per call)
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def encode(document: Any) -> str:
     """Serialise a document in the envelope ``{"format": "clp/1", "data": ...}``.
 
@@ -146,8 +150,7 @@ def encode(document: Any) -> str:
     :class:`~clp_core.errors.StateValueError`.
     """
     try:
-        text = json.dumps({"format": FORMAT, "data": document}, default=_default, ensure_ascii=False,
-                          allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode({"format": FORMAT, "data": document})
     except RecursionError:
         raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)") from None
     except (TypeError, ValueError) as exc:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from types import TracebackType
 from typing import Protocol
 
 from ..errors import ClpError, StorageError
@@ -39,13 +39,21 @@ class Persistence(Protocol):
         state to go on with."""
 
 
-@contextlib.contextmanager
-def storage_errors(action: str, key: str, backend: str) -> Iterator[None]:
+class storage_errors:
     """Anything but a :class:`ClpError` raised inside becomes a :class:`StorageError` naming
-    the action, the key and the backend."""
-    try:
-        yield
-    except ClpError:
-        raise
-    except Exception as exc:
-        raise StorageError(f"{action} {key!r} failed: {type(exc).__name__}: {exc}", backend=backend) from exc
+    the action, the key and the backend. (A class, not ``contextlib.contextmanager``: it wraps
+    every save, and a generator costs more.)"""
+
+    __slots__ = ("action", "backend", "key")
+
+    def __init__(self, action: str, key: str, backend: str) -> None:
+        self.action, self.key, self.backend = action, key, backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, ClpError) or not isinstance(exc, Exception):
+            return
+        raise StorageError(f"{self.action} {self.key!r} failed: {type(exc).__name__}: {exc}",
+                           backend=self.backend) from exc
