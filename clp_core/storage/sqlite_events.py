@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConflictError, StorageError
+from ..event_codec import Row
 from ..events import (
     Event,
     Snapshot,
-    event_from_json,
     event_to_json,
+    events_from_rows,
     prune_point,
     snapshot_from_json,
     snapshot_to_json,
@@ -68,10 +69,13 @@ class SQLiteEventStore:
             raise ConflictError(f"stream {event.aggregate_id!r} moved past {expected_seq}", backend=self.name)
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        rows = await self._run(lambda c: c.execute(
-            "SELECT data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+        return events_from_rows(await self.get_event_rows(aggregate_id, after, until), aggregate_id, backend=self.name)
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
+        """``(seq, data)`` of the events with ``after < seq <= until``, fetched in one go."""
+        return await self._run(lambda c: c.execute(  # type: ignore[no-any-return]
+            "SELECT seq, data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (aggregate_id, after, until if until is not None else 2**62)).fetchall())
-        return [event_from_json(r[0], backend=self.name) for r in rows]
 
     async def last_seq(self, aggregate_id: str) -> int:
         row = await self._run(lambda c: c.execute(
