@@ -2,14 +2,16 @@
 and replay's fast path.
 
 Every store keeps an event as the text :func:`clp_core.events.event_to_json` wrote. Reading
-one means :func:`event_dict`: decode it (:mod:`clp_core.codec`), upgrade an older format
-(registered upcasters), and check that it can be an :class:`~clp_core.events.Event`
-(:func:`check_event`); anything else is a :class:`CorruptStateError`. A store that can list
-a stream as *rows*, ``(seq, stored text)`` pairs, gets one more check per row
-(:func:`decode_row`: the event is the one filed under that seq and aggregate), and replay
-applies such rows with :func:`replay_rows`: each event decoded and checked as above, its
-diff applied from the dict (:func:`clp_core.state.stored.apply_stored`), no ``Event``,
-``Change`` or undo record built, and the dict dropped unless the caller keeps it.
+one means :func:`event_dict`: decode it (:mod:`clp_core.codec`) and upgrade an older format
+(registered upcasters); then either build the :class:`~clp_core.events.Event`, which checks
+each field as it goes (:func:`clp_core.events.event_from_dict`), or check the same fields
+without building anything (:func:`check_event`). Anything else is a
+:class:`CorruptStateError`. A store that can list a stream as *rows*, ``(seq, stored text)``
+pairs, gets one more check per row: the event is the one filed under that seq and aggregate
+(:func:`decode_row`). Replay applies such rows with :func:`replay_rows`: each event decoded
+and checked as above, its diff applied from the dict
+(:func:`clp_core.state.stored.apply_stored`), no ``Event``, ``Change`` or undo record built,
+and the dict dropped unless the caller keeps it.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def text_field(value: Any, name: str) -> Any:
 
 def check_event(raw: dict[str, Any]) -> None:
     """Raise (``KeyError``, ``TypeError``, ``ValueError``) unless ``raw``, a decoded event of
-    the current format, can be built into an :class:`~clp_core.events.Event`: every access
-    and conversion the build makes (:func:`clp_core.events.event_from_dict`) is made here,
-    and nothing else."""
+    the current format, can be built into an :class:`~clp_core.events.Event`: what building it
+    (:func:`clp_core.events.event_from_dict`, which checks as it builds) would raise, without
+    building anything."""
     _check_fields(raw)
     for change in raw.get("diff") or ():
-        text_field(change["op"], "op")
-        text_field(change["path"], "path")
+        op, path = change["op"], change["path"]
+        if (op is not None and not isinstance(op, str)) or (path is not None and not isinstance(path, str)):
+            text_field(op, "op")
+            text_field(path, "path")
 
 
 def _check_fields(raw: dict[str, Any]) -> None:
@@ -91,9 +95,9 @@ def _upcast(raw: dict[str, Any], version: Any, backend: str) -> dict[str, Any]:
 
 
 def event_dict(text: str | bytes, *, backend: str, key: str = "event") -> dict[str, Any]:
-    """A stored event as its checked JSON dict, upgraded to :data:`FORMAT_VERSION`, decoded
-    for this call; :class:`CorruptStateError` if it is not one (``key`` names it in the
-    decoding errors)."""
+    """A stored event as its JSON dict, decoded for this call and upgraded to
+    :data:`FORMAT_VERSION`, not yet checked (:func:`check_event`, or building the event, does
+    that); :class:`CorruptStateError` if it is not even that (``key`` names it)."""
     raw = codec.plain_object(text)
     if raw is None:  # sealed, spaced out, or not an event at all: the full decode says which
         raw = codec.decode(text, backend=backend, key=key)
@@ -102,27 +106,39 @@ def event_dict(text: str | bytes, *, backend: str, key: str = "event") -> dict[s
     version = raw.get("format_version", 1)
     if version != FORMAT_VERSION:
         raw = _upcast(raw, version, backend)
-    try:
-        check_event(raw)
-    except Exception as exc:  # a missing key, a wrong type
-        raise CorruptStateError(f"stored event is malformed: {type(exc).__name__}: {exc}", backend=backend) from exc
     return raw
 
 
-def _problem(exc: CorruptStateError) -> str:
-    return str(exc).removeprefix(f"[{exc.backend}] ")
+def malformed(exc: Exception, backend: str) -> CorruptStateError:
+    """The error for an event that :func:`check_event` (or building it) refuses with ``exc``."""
+    return CorruptStateError(f"stored event is malformed: {type(exc).__name__}: {exc}", backend=backend)
+
+
+def row_error(exc: CorruptStateError, seq: Any, aggregate_id: str) -> CorruptStateError:
+    """``exc``, raised reading a row, naming the event: ``event <seq> of <aggregate>: ...``."""
+    problem = str(exc).removeprefix(f"[{exc.backend}] ")
+    return CorruptStateError(f"event {seq} of {aggregate_id!r}: {problem}", backend=exc.backend)
+
+
+def misfiled(seq: Any, aggregate_id: str, holds_seq: Any, holds_aggregate: Any, backend: str) -> CorruptStateError:
+    """The error for a row that holds another event than the one it is filed as."""
+    return CorruptStateError(f"event stored as {seq} of {aggregate_id!r} says it is {holds_seq} "
+                             f"(it holds event {holds_seq} of {holds_aggregate!r})", backend=backend)
 
 
 def decode_row(seq: Any, text: Any, aggregate_id: str, backend: str) -> dict[str, Any]:
-    """:func:`event_dict` of a row of ``aggregate_id``'s stream, which must hold event ``seq``
-    of that aggregate; errors name both."""
+    """A row of ``aggregate_id``'s stream as a checked event dict (:func:`event_dict`,
+    :func:`check_event`), which must be event ``seq`` of that aggregate; errors name both."""
     try:
         raw = event_dict(text, backend=backend, key=aggregate_id)
+        try:
+            check_event(raw)
+        except Exception as exc:  # a missing key, a wrong type
+            raise malformed(exc, backend) from exc
     except CorruptStateError as exc:
-        raise CorruptStateError(f"event {seq} of {aggregate_id!r}: {_problem(exc)}", backend=backend) from exc
+        raise row_error(exc, seq, aggregate_id) from exc
     if raw["seq"] != seq or raw["aggregate_id"] != aggregate_id:
-        raise CorruptStateError(f"event stored as {seq} of {aggregate_id!r} says it is {raw['seq']} "
-                                f"(it holds event {raw['seq']} of {raw['aggregate_id']!r})", backend=backend)
+        raise misfiled(seq, aggregate_id, raw["seq"], raw["aggregate_id"], backend)
     return raw
 
 

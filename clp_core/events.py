@@ -19,7 +19,7 @@ import cattrs
 from . import codec
 from .errors import ConflictError, CorruptStateError, HistoryError, PathError
 from .event_codec import FORMAT_VERSION as FORMAT_VERSION  # the stored format's names, kept importable here
-from .event_codec import Row, decode_row, event_dict, replay_rows
+from .event_codec import Row, event_dict, malformed, misfiled, replay_rows, row_error, text_field
 from .event_codec import Upcaster as Upcaster
 from .event_codec import _upcasters as _upcasters
 from .event_codec import register_upcaster as register_upcaster
@@ -104,26 +104,39 @@ def event_to_json(event: Event) -> str:
     return codec.encode(_converter.unstructure(event))
 
 
-def event_from_json(text: str | bytes, *, backend: str) -> Event:
-    return event_from_dict(event_dict(text, backend=backend))
+def event_from_json(text: str | bytes, *, backend: str, key: str = "event") -> Event:
+    """A stored event (its text as :func:`event_to_json` wrote it, any older format upgraded);
+    :class:`CorruptStateError` if it is not one (``key`` names it in the decoding errors)."""
+    raw = event_dict(text, backend=backend, key=key)
+    try:
+        return event_from_dict(raw)
+    except Exception as exc:  # a missing key, a wrong type
+        raise malformed(exc, backend) from exc
 
 
 def event_from_dict(raw: dict[str, Any]) -> Event:
-    """An event from its decoded JSON, as :func:`~clp_core.event_codec.event_dict` returns it
-    (checked by :func:`~clp_core.event_codec.check_event`: nothing here can fail)."""
+    """An event from its decoded JSON (current format), built directly, checked as it is built:
+    ``KeyError``, ``TypeError`` or ``ValueError`` where :func:`~clp_core.event_codec.check_event`
+    raises (``tests/test_replay_fast.py`` holds the two to it)."""
+    seq, kind, aggregate = raw["seq"], raw["kind"], raw["aggregate_id"]
+    if type(seq) is not int or not isinstance(kind, str) or not isinstance(aggregate, str):
+        raise TypeError("aggregate_id, seq and kind must be a string, an integer and a string")
+    payload, data = raw.get("payload") or {}, raw.get("data") or {}
+    if not isinstance(payload, dict) or not isinstance(data, dict):
+        raise TypeError("payload and data must be objects")
     return Event(
-        raw["aggregate_id"], raw["seq"], raw["kind"],
-        intent_name=raw.get("intent_name"),
-        payload=raw.get("payload") or {},
-        proposal_source=raw.get("proposal_source"),
+        aggregate, seq, kind,
+        intent_name=text_field(raw.get("intent_name"), "intent_name"),
+        payload=payload,
+        proposal_source=text_field(raw.get("proposal_source"), "proposal_source"),
         guard_outcomes=tuple(GuardOutcome(str(g["name"]), bool(g["denied"])) for g in raw.get("guard_outcomes") or ()),
-        transition=raw.get("transition"),
-        diff=tuple(Change(c["op"], c["path"], c.get("value"), c.get("start"), c.get("delete_count"))
-                   for c in raw.get("diff") or ()),
-        timestamp=raw.get("timestamp") or "",
-        idempotency_key=raw.get("idempotency_key"),
-        data=raw.get("data") or {},
-        intent_id=raw.get("intent_id"),
+        transition=text_field(raw.get("transition"), "transition"),
+        diff=tuple(Change(text_field(c["op"], "op"), text_field(c["path"], "path"), c.get("value"), c.get("start"),
+                          c.get("delete_count")) for c in raw.get("diff") or ()),
+        timestamp=text_field(raw.get("timestamp"), "timestamp") or "",
+        idempotency_key=text_field(raw.get("idempotency_key"), "idempotency_key"),
+        data=data,
+        intent_id=text_field(raw.get("intent_id"), "intent_id"),
         messages=tuple(dict(m) for m in raw.get("messages") or ()),
         format_version=raw.get("format_version", FORMAT_VERSION),
     )
@@ -132,7 +145,16 @@ def event_from_dict(raw: dict[str, Any]) -> Event:
 def events_from_rows(rows: Iterable[Row], aggregate_id: str, *, backend: str) -> list[Event]:
     """The events of a stream's rows, ``(seq, stored text)`` pairs, each checked to be event
     ``seq`` of ``aggregate_id`` (what a store's ``get_events`` returns for its rows)."""
-    return [event_from_dict(decode_row(seq, text, aggregate_id, backend)) for seq, text in rows]
+    events = []
+    for seq, text in rows:
+        try:
+            event = event_from_json(text, backend=backend, key=aggregate_id)
+        except CorruptStateError as exc:
+            raise row_error(exc, seq, aggregate_id) from exc
+        if event.seq != seq or event.aggregate_id != aggregate_id:
+            raise misfiled(seq, aggregate_id, event.seq, event.aggregate_id, backend)
+        events.append(event)
+    return events
 
 
 def apply_events(state: State, events: Iterable[Event], *, owned: bool = False) -> State:
@@ -343,13 +365,15 @@ class MemoryEventStore:
         return events_from_rows(self._rows(aggregate_id, after, until), aggregate_id, backend=self.name)
 
     async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
-        return self._rows(aggregate_id, after, until)
+        return list(self._rows(aggregate_id, after, until))
 
-    def _rows(self, aggregate_id: str, after: int, until: int | None) -> list[Row]:
+    def _rows(self, aggregate_id: str, after: int, until: int | None) -> Iterator[Row]:
+        """The rows, one at a time (a list of them, alive while thousands of events are built,
+        costs the garbage collector more than the tuples themselves)."""
         stream, offset = self._streams.get(aggregate_id, []), self._pruned.get(aggregate_id, 0)
         start = max(after - offset, 0)
         end = None if until is None else max(until - offset, 0)
-        return list(enumerate(stream[start:end], offset + start + 1))
+        return enumerate(stream[start:end], offset + start + 1)
 
     async def last_seq(self, aggregate_id: str) -> int:
         return self._pruned.get(aggregate_id, 0) + len(self._streams.get(aggregate_id, []))

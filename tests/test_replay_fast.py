@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import clp_core as clp
 from clp_core import SQLiteEventStore, codec, events, ops
 from clp_core.errors import ClpError, CorruptStateError, PathError
-from clp_core.event_codec import replay_rows
+from clp_core.event_codec import check_event, replay_rows
 from clp_core.events import (
     MemoryEventStore,
     RowEventStore,
@@ -184,6 +184,46 @@ def test_a_cached_path_is_parsed_once_and_still_walked_each_time() -> None:
     assert state == {"a": {"b": 2}} and list(cache) == ["a.b", "a"]
     with pytest.raises(PathError, match="crosses 'a'"):
         apply_stored({"a": 5}, [{"op": "set", "path": "a.b", "value": 1}], cache)
+
+
+# -- checking an event refuses what building it refuses --------------------------------------
+MISSING = object()
+scalar = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(-1, 1), st.text(max_size=2))
+loose = st.recursive(scalar, lambda c: st.one_of(st.lists(c, max_size=2), st.dictionaries(st.text(max_size=4), c,
+                                                                                        max_size=2)), max_leaves=4)
+some = st.one_of(loose, st.just(MISSING))
+edits = st.fixed_dictionaries({}, optional={
+    **{name: some for name in ("seq", "kind", "aggregate_id", "payload", "data", "intent_name", "proposal_source",
+                               "transition", "timestamp", "idempotency_key", "intent_id", "format_version")},
+    "guard_outcomes": st.one_of(some, st.lists(st.one_of(loose, st.fixed_dictionaries(
+        {}, optional={"name": loose, "denied": loose})), max_size=2)),
+    "diff": st.one_of(some, st.lists(st.one_of(loose, st.fixed_dictionaries(
+        {}, optional={"op": st.one_of(st.sampled_from(["set", "push"]), loose), "path": st.one_of(paths, loose),
+                      "value": loose, "start": loose, "delete_count": loose})), max_size=2)),
+    "messages": st.one_of(some, st.lists(st.one_of(loose, st.lists(st.text(max_size=2), max_size=2)), max_size=2)),
+})
+
+
+@settings(max_examples=1500, deadline=None)
+@given(edit=edits)
+def test_checking_an_event_refuses_what_building_it_refuses(edit: dict[str, Any]) -> None:
+    """``check_event`` (the fast path's check) and ``event_from_dict`` (which checks as it
+    builds) accept and refuse the same decoded events, whatever field holds whatever."""
+    raw = good(1)
+    for name, new in edit.items():
+        if new is MISSING:
+            raw.pop(name, None)
+        else:
+            raw[name] = new
+
+    def refused(check: Callable[[dict[str, Any]], Any]) -> bool:
+        try:
+            check(copy.deepcopy(raw))
+        except (KeyError, TypeError, ValueError):
+            return True
+        return False
+
+    assert refused(check_event) == refused(events.event_from_dict)
 
 
 # -- what the slow path refuses, the fast path refuses ----------------------------------------

@@ -115,13 +115,16 @@ class PostgresEventStore(TableClient):
             raise ConflictError(moved, backend=self.name)
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        return events_from_rows(await self.get_event_rows(aggregate_id, after, until), aggregate_id, backend=self.name)
+        records = await self._fetch_events(aggregate_id, after, until)
+        return events_from_rows(((r[0], from_jsonb(r[1])) for r in records), aggregate_id, backend=self.name)
 
     async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[EventRow]:
         """``(seq, envelope text)`` of the events with ``after < seq <= until``, in one query."""
-        rows = await self._run(f"read of {aggregate_id!r}", lambda c: c.fetch(
+        return [(r[0], from_jsonb(r[1])) for r in await self._fetch_events(aggregate_id, after, until)]
+
+    async def _fetch_events(self, aggregate_id: str, after: int, until: int | None) -> Any:
+        return await self._run(f"read of {aggregate_id!r}", lambda c: c.fetch(
             self._events, aggregate_id, after, _NO_LIMIT if until is None else until))
-        return [(row[0], from_jsonb(row[1])) for row in rows]
 
     async def last_seq(self, aggregate_id: str) -> int:
         return int(await self._run(f"read of {aggregate_id!r}", lambda c: c.fetchval(self._last, aggregate_id)))
