@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sqlite3
 import statistics
@@ -85,6 +86,8 @@ perf_counter = time.perf_counter
 
 TARGET_BYTES_RATIO = 1.1  # event store: bytes per commit at 100,000 keys <= 1.1x at 10 keys
 TARGET_REBUILD_S = 0.050  # snapshot + tail rebuild of a 100,000-event stream < 50 ms
+TARGET_REPLAY_MEMORY = 300_000  # events/s replayed from a MemoryEventStore (no snapshots)
+TARGET_REPLAY_SQLITE = 100_000  # events/s replayed from a SQLiteEventStore (no snapshots)
 SNAPSHOT_EVERY = 1000
 SMALL_KEYS = 10
 BIG_KEYS = 100_000
@@ -145,6 +148,43 @@ async def timings(reps: int, run: Callable[[], Awaitable[Any]]) -> list[float]:
         await run()
         out.append(perf_counter() - t0)
     return out
+
+
+async def alternating(reps: int, runs: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, list[float]]:
+    """Seconds of each of ``reps`` runs of every one of ``runs``, their repetitions alternating
+    (A B C, A B C...) so that a slow patch of the machine hits them all; one warm-up run each."""
+    for run in runs.values():
+        await run()
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            settle()
+            t0 = perf_counter()
+            await run()
+            out[name].append(perf_counter() - t0)
+    return out
+
+
+def rate(times: list[float], n: int) -> dict[str, Any]:
+    return {"best_s": min(times), "median_s": statistics.median(times), "per_s": n / min(times),
+            "all_runs_s": times}
+
+
+class WithoutRows:
+    """A store's reading methods without ``get_event_rows``: ``replay`` takes the slow path
+    (every event built by ``get_events``, its diff applied by a ``Writer``)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store, self.name = store, store.name
+
+    async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> Any:
+        return await self._store.get_events(aggregate_id, after, until)
+
+    async def last_seq(self, aggregate_id: str) -> int:
+        return int(await self._store.last_seq(aggregate_id))
+
+    async def load_snapshot(self, aggregate_id: str, at_or_before: int | None = None) -> Any:
+        return await self._store.load_snapshot(aggregate_id, at_or_before)
 
 
 def fmt_ms(seconds: float) -> str:
@@ -332,6 +372,77 @@ async def replay_rows(store: Any, stream: Stream, reps: int, prefix: str) -> dic
     return out
 
 
+async def memory_replay(stream: Stream, reps: int) -> dict[str, Any]:
+    """Replay from a ``MemoryEventStore`` holding the stream's rows, next to what it is made
+    of, repetitions alternating: ``replay`` (the fast path: rows decoded and applied, no event
+    built); the slow path (``WithoutRows``); ``json.loads`` of every row (the decoding alone);
+    and the diffs' writes as plain dict updates, decoded beforehand (the writing alone)."""
+    n = len(stream.events)
+    store = MemoryEventStore()
+    store._streams[AGGREGATE] = list(stream.events)  # the rows as a runtime wrote them (a bench-only look inside)
+    slow_view = WithoutRows(store)
+    for source in (store, slow_view):
+        result = await replay(source, AGGREGATE)
+        assert result.seq == n and result.state == stream.state
+    writes = [(c["path"].split("."), c["value"]) for text in stream.events for c in json.loads(text)["data"]["diff"]]
+    assert all(c["op"] == "set" for text in stream.events[:10] for c in json.loads(text)["data"]["diff"])
+
+    async def fast() -> None:
+        await replay(store, AGGREGATE)
+
+    async def slow() -> None:
+        await replay(slow_view, AGGREGATE)
+
+    async def loads() -> None:
+        for text in stream.events:
+            json.loads(text)
+
+    async def updates() -> None:
+        state: dict[str, Any] = {}
+        for path, value in writes:
+            node = state
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+
+    times = await alternating(reps, {"replay": fast, "slow_path": slow, "json_loads": loads, "dict_updates": updates})
+    out = {name: rate(t, n) for name, t in times.items()}
+    out["events"], out["writes"] = n, len(writes)
+    out["ratio_to_json_loads"] = out["replay"]["per_s"] / out["json_loads"]["per_s"]
+    out["ratio_to_dict_updates"] = out["replay"]["per_s"] / out["dict_updates"]["per_s"]
+    out["speedup_over_slow_path"] = out["replay"]["per_s"] / out["slow_path"]["per_s"]
+    out["target"] = f">= {TARGET_REPLAY_MEMORY:,} events/s"
+    out["pass"] = out["replay"]["per_s"] >= TARGET_REPLAY_MEMORY
+    return out
+
+
+async def sqlite_baseline(store: SQLiteEventStore, stream: Stream, reps: int) -> dict[str, Any]:
+    """Replay from SQLite (no snapshots) next to, repetitions alternating, its slow path and
+    the rows' reading alone: the same ``SELECT`` fetched in one thread hop, ``json.loads`` of each."""
+    n = len(stream.events)
+    slow_view = WithoutRows(store)
+
+    async def fast() -> None:
+        await replay(store, AGGREGATE)
+
+    async def slow() -> None:
+        await replay(slow_view, AGGREGATE)
+
+    async def fetch_and_loads() -> None:
+        rows = await store._db.run(lambda c: c.execute(
+            "SELECT seq, data FROM clp_events WHERE aggregate_id = ? ORDER BY seq", (AGGREGATE,)).fetchall())
+        for _, text in rows:
+            json.loads(text)
+
+    times = await alternating(reps, {"replay": fast, "slow_path": slow, "fetch_and_json_loads": fetch_and_loads})
+    out: dict[str, Any] = {name: rate(t, n) for name, t in times.items()}
+    out["ratio_to_fetch_and_json_loads"] = out["replay"]["per_s"] / out["fetch_and_json_loads"]["per_s"]
+    out["speedup_over_slow_path"] = out["replay"]["per_s"] / out["slow_path"]["per_s"]
+    out["target"] = f">= {TARGET_REPLAY_SQLITE:,} events/s"
+    out["pass"] = out["replay"]["per_s"] >= TARGET_REPLAY_SQLITE
+    return out
+
+
 async def postgres_replay(stream: Stream, reps: int) -> dict[str, Any]:
     """The same replays from PostgreSQL, or ``{"skipped": why}``."""
     try:
@@ -374,9 +485,11 @@ async def bench_replay(cfg: dict[str, int], folder: str) -> dict[str, Any]:
                            "repetitions": reps, "build_in_memory_s": stream.build_s,
                            "build_in_memory_per_s": n / stream.build_s,
                            "event_row_bytes": statistics.mean(len(e.encode()) for e in stream.events)}
+    out["memory"] = await memory_replay(stream, reps)
     out["sqlite_bulk_load_s"] = await sqlite_store_with(path, stream, snapshots=False)
     store = SQLiteEventStore(path)
-    out["sqlite"] = {"no_snapshots": await replay_rows(store, stream, reps, "no_snapshots")}
+    out["sqlite"] = {"no_snapshots": await replay_rows(store, stream, reps, "no_snapshots"),
+                     "against_baseline": await sqlite_baseline(store, stream, reps)}
     await store.close()
     db = sqlite3.connect(path)
     with db:
@@ -485,7 +598,23 @@ def print_report(res: dict[str, Any]) -> None:
     rows.append(("  full state / event store, 100k keys", f"{fo['record']:,.0f}x",
                  f"record; pages {fo['wal']:,.2f}x same-size, {fo['growing_commit_wal']:,.0f}x growing", ""))
 
+    mem = rp["memory"]
+    rows.append((f"memory {mem['events']:,}: replay, no snapshots", f"{mem['replay']['per_s']:,.0f} ev/s",
+                 f"x{mem['ratio_to_json_loads']:.2f} of json.loads of the same rows "
+                 f"({mem['json_loads']['per_s']:,.0f}/s); target >= {TARGET_REPLAY_MEMORY:,} ev/s",
+                 verdict(mem["pass"])))
+    rows.append(("  slow path (events built, Writer)", f"{mem['slow_path']['per_s']:,.0f} ev/s",
+                 f"replay from rows is x{mem['speedup_over_slow_path']:.1f} faster", ""))
+    rows.append(("  the same writes as dict updates", f"{mem['dict_updates']['per_s']:,.0f} ev/s",
+                 f"{mem['writes']:,} writes, decoded beforehand; replay is x{mem['ratio_to_dict_updates']:.3f} of it",
+                 ""))
     rows.extend(replay_report_rows(f"SQLite {rp['events']:,}", rp["sqlite"]))
+    sb = rp["sqlite"]["against_baseline"]
+    rows.append(("  alternating with its baselines", f"{sb['replay']['per_s']:,.0f} ev/s",
+                 f"x{sb['ratio_to_fetch_and_json_loads']:.2f} of the rows fetched + json.loads "
+                 f"({sb['fetch_and_json_loads']['per_s']:,.0f}/s); slow path {sb['slow_path']['per_s']:,.0f} ev/s "
+                 f"(x{sb['speedup_over_slow_path']:.1f}); target >= {TARGET_REPLAY_SQLITE:,} ev/s",
+                 verdict(sb["pass"])))
     pg = rp["postgres"]
     if "skipped" in pg:
         rows.append(("PostgreSQL replay", "skipped", pg["skipped"], "SKIP"))
@@ -524,6 +653,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         res["rebuild"] = await bench_rebuild(cfg, folder, args.profile)
     res["verdicts"] = {
         "bytes_per_commit_flat": res["bytes_per_commit"]["pass"],
+        "replay_memory_300k": res["replay"]["memory"]["pass"],
+        "replay_sqlite_100k": res["replay"]["sqlite"]["against_baseline"]["pass"],
         "rebuild_hydrate_50ms": res["rebuild"]["hydrate"]["pass"],
         "rebuild_longest_tail_50ms": res["rebuild"]["longest_tail"]["pass"],
     }

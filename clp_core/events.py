@@ -2,25 +2,34 @@
 
 An aggregate is a storage key. Its events are numbered from 1 (``seq``); appending checks the
 expected last sequence number, so two writers of one aggregate never both succeed. Events
-are attrs classes serialised with cattrs to JSON (``FORMAT_VERSION``); older formats are
-upgraded on read by registered upcasters.
+are attrs classes serialised with cattrs to JSON (``FORMAT_VERSION``); reading one back,
+upgrading older formats and checking it is :mod:`clp_core.event_codec`'s job, and so is
+replay's fast path (the diffs of a stream's stored rows applied without building events).
+Snapshots and their format are in :mod:`clp_core.snapshots`.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, overload, runtime_checkable
 
 import attrs
 import cattrs
 
 from . import codec
-from .errors import ConflictError, CorruptStateError, HistoryError
+from .errors import ConflictError, CorruptStateError, HistoryError, PathError
+from .event_codec import FORMAT_VERSION as FORMAT_VERSION  # the stored format's names, kept importable here
+from .event_codec import Row, event_dict, malformed, misfiled, replay_rows, row_error, text_field
+from .event_codec import Upcaster as Upcaster
+from .event_codec import _upcasters as _upcasters
+from .event_codec import register_upcaster as register_upcaster
 from .log import GuardOutcome, LogEntry, TransitionResult
+from .snapshots import Snapshot as Snapshot  # snapshots and their format, kept importable here
+from .snapshots import committed_intents as committed_intents
+from .snapshots import idempotency_records as idempotency_records
+from .snapshots import snapshot_from_json as snapshot_from_json
+from .snapshots import snapshot_to_json as snapshot_to_json
 from .state import Change, State, Writer, plain
-
-FORMAT_VERSION = 1
 
 
 @attrs.frozen
@@ -80,19 +89,10 @@ def entry_from_event(event: Event) -> LogEntry:
     )
 
 
-_converter = cattrs.Converter()  # writing events; reading builds them directly (_event_from_raw)
+_converter = cattrs.Converter()  # writing events; reading builds them directly (event_from_dict)
 _converter.register_unstructure_hook(Change, lambda c: {
     "op": c.op, "path": c.path, "value": plain(c.value), "start": c.start, "delete_count": c.delete_count})
 _converter.register_unstructure_hook(Mapping, lambda m: {k: plain(v) for k, v in m.items()})
-
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-_upcasters: dict[int, Upcaster] = {}
-
-
-def register_upcaster(from_version: int, upcaster: Upcaster) -> None:
-    """Register ``upcaster(raw_event_dict) -> raw_event_dict`` upgrading events of format
-    ``from_version`` to ``from_version + 1``; chains run until the current format."""
-    _upcasters[from_version] = upcaster
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
@@ -104,33 +104,20 @@ def event_to_json(event: Event) -> str:
     return codec.encode(_converter.unstructure(event))
 
 
-def event_from_json(text: str | bytes, *, backend: str) -> Event:
-    raw = codec.decode(text, backend=backend, key="event")
-    if not isinstance(raw, dict):
-        raise CorruptStateError("stored event is not an object", backend=backend)
-    version = raw.get("format_version", 1)
-    while version < FORMAT_VERSION:
-        upcaster = _upcasters.get(version)
-        if upcaster is None:
-            raise CorruptStateError(f"no upcaster registered for event format {version}", backend=backend)
-        raw = upcaster(dict(raw))
-        version = raw["format_version"] = version + 1
-    if version > FORMAT_VERSION:
-        raise CorruptStateError(f"event format {version} is newer than this clp-core reads", backend=backend)
+def event_from_json(text: str | bytes, *, backend: str, key: str = "event") -> Event:
+    """A stored event (its text as :func:`event_to_json` wrote it, any older format upgraded);
+    :class:`CorruptStateError` if it is not one (``key`` names it in the decoding errors)."""
+    raw = event_dict(text, backend=backend, key=key)
     try:
-        return _event_from_raw(raw)
+        return event_from_dict(raw)
     except Exception as exc:  # a missing key, a wrong type
-        raise CorruptStateError(f"stored event is malformed: {type(exc).__name__}: {exc}", backend=backend) from exc
+        raise malformed(exc, backend) from exc
 
 
-def _text(value: Any, name: str) -> Any:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} is {type(value).__name__}, not a string")
-    return value
-
-
-def _event_from_raw(raw: dict[str, Any]) -> Event:
-    """An event from its decoded JSON, built directly (replay reads many: this is its hot path)."""
+def event_from_dict(raw: dict[str, Any]) -> Event:
+    """An event from its decoded JSON (current format), built directly, checked as it is built:
+    ``KeyError``, ``TypeError`` or ``ValueError`` where :func:`~clp_core.event_codec.check_event`
+    raises (``tests/test_replay_fast.py`` holds the two to it)."""
     seq, kind, aggregate = raw["seq"], raw["kind"], raw["aggregate_id"]
     if type(seq) is not int or not isinstance(kind, str) or not isinstance(aggregate, str):
         raise TypeError("aggregate_id, seq and kind must be a string, an integer and a string")
@@ -139,20 +126,35 @@ def _event_from_raw(raw: dict[str, Any]) -> Event:
         raise TypeError("payload and data must be objects")
     return Event(
         aggregate, seq, kind,
-        intent_name=_text(raw.get("intent_name"), "intent_name"),
+        intent_name=text_field(raw.get("intent_name"), "intent_name"),
         payload=payload,
-        proposal_source=_text(raw.get("proposal_source"), "proposal_source"),
+        proposal_source=text_field(raw.get("proposal_source"), "proposal_source"),
         guard_outcomes=tuple(GuardOutcome(str(g["name"]), bool(g["denied"])) for g in raw.get("guard_outcomes") or ()),
-        transition=_text(raw.get("transition"), "transition"),
-        diff=tuple(Change(_text(c["op"], "op"), _text(c["path"], "path"), c.get("value"), c.get("start"),
+        transition=text_field(raw.get("transition"), "transition"),
+        diff=tuple(Change(text_field(c["op"], "op"), text_field(c["path"], "path"), c.get("value"), c.get("start"),
                           c.get("delete_count")) for c in raw.get("diff") or ()),
-        timestamp=_text(raw.get("timestamp"), "timestamp") or "",
-        idempotency_key=_text(raw.get("idempotency_key"), "idempotency_key"),
+        timestamp=text_field(raw.get("timestamp"), "timestamp") or "",
+        idempotency_key=text_field(raw.get("idempotency_key"), "idempotency_key"),
         data=data,
-        intent_id=_text(raw.get("intent_id"), "intent_id"),
+        intent_id=text_field(raw.get("intent_id"), "intent_id"),
         messages=tuple(dict(m) for m in raw.get("messages") or ()),
         format_version=raw.get("format_version", FORMAT_VERSION),
     )
+
+
+def events_from_rows(rows: Iterable[Row], aggregate_id: str, *, backend: str) -> list[Event]:
+    """The events of a stream's rows, ``(seq, stored text)`` pairs, each checked to be event
+    ``seq`` of ``aggregate_id`` (what a store's ``get_events`` returns for its rows)."""
+    events = []
+    for seq, text in rows:
+        try:
+            event = event_from_json(text, backend=backend, key=aggregate_id)
+        except CorruptStateError as exc:
+            raise row_error(exc, seq, aggregate_id) from exc
+        if event.seq != seq or event.aggregate_id != aggregate_id:
+            raise misfiled(seq, aggregate_id, event.seq, event.aggregate_id, backend)
+        events.append(event)
+    return events
 
 
 def apply_events(state: State, events: Iterable[Event], *, owned: bool = False) -> State:
@@ -163,17 +165,6 @@ def apply_events(state: State, events: Iterable[Event], *, owned: bool = False) 
         for change in event.diff:
             writer.apply_change(change, owned=owned)
     return state
-
-
-@attrs.frozen
-class Snapshot:
-    seq: int
-    state: Mapping[str, Any]
-    idempotency: Mapping[str, Any] = attrs.field(factory=dict)
-    intents: tuple[tuple[str, str | None], ...] = ()  # (intent id, transition) of the last commits
-    #: a fork's ancestry, nearest first: ((parent key, seq forked at), (grandparent key, seq), ...)
-    lineage: tuple[tuple[str, int], ...] = ()
-    outbox: tuple[Mapping[str, Any], ...] = ()  # messages not yet delivered
 
 
 @runtime_checkable
@@ -225,6 +216,18 @@ class RetainingEventStore(EventStore, Protocol):
         :class:`HistoryError` if there is no such snapshot."""
 
 
+@runtime_checkable
+class RowEventStore(EventStore, Protocol):
+    """An event store that also lists a stream's stored rows (an optional capability; every
+    built-in and plugin store has it). :func:`replay` then applies the rows' diffs without
+    building :class:`Event` objects, several times faster."""
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
+        """``(seq, stored text)`` of the events with ``after < seq <= until``, in order: the seq
+        each is filed under, and the text :func:`event_to_json` wrote. ``get_events`` is then
+        ``events_from_rows(rows, aggregate_id, backend=self.name)``."""
+
+
 async def prune_point(store: EventStore, aggregate_id: str, before: int) -> int:
     """The seq of the latest snapshot at or before ``before``: a prune deletes events and
     snapshots older than it. Raises :class:`HistoryError` when pruning would make replay impossible."""
@@ -245,97 +248,100 @@ async def lineage(store: EventStore, aggregate_id: str) -> list[tuple[str, int]]
     return [(key, seq) for key, seq in snapshot.lineage] if snapshot is not None else []
 
 
+class _Tail(Sequence[Event]):
+    """The events replay applied from rows, decoded again when first read (replay builds none)."""
+
+    def __init__(self, rows: list[Row], aggregate_id: str, backend: str) -> None:
+        self._rows, self._aggregate, self._backend = rows, aggregate_id, backend
+        self._events: list[Event] | None = None
+
+    def _built(self) -> list[Event]:
+        if self._events is None:
+            self._events = events_from_rows(self._rows, self._aggregate, backend=self._backend)
+        return self._events
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @attrs.frozen
 class Replayed:
     state: State
     seq: int  # the last sequence number applied
     idempotency: dict[str, Any]  # the snapshot's idempotency records
-    tail: list[Event]  # the events applied after the snapshot
+    tail: Sequence[Event]  # the events applied after the snapshot
     intents: tuple[tuple[str, str | None], ...] = ()  # the snapshot's window of committed intent ids
     lineage: tuple[tuple[str, int], ...] = ()  # the snapshot's fork ancestry
     outbox: tuple[Mapping[str, Any], ...] = ()  # the snapshot's undelivered messages
 
 
 async def replay(
-    store: EventStore, aggregate_id: str, until: int | None = None, base: Mapping[str, Any] | None = None
+    store: EventStore, aggregate_id: str, until: int | None = None, base: Mapping[str, Any] | None = None,
+    *, events: bool = False,
 ) -> Replayed:
     """Rebuild an aggregate's state from its latest snapshot (at or before ``until``), or from
-    ``base``, and the events after it."""
+    ``base``, and the events after it.
+
+    From a store with rows (:class:`RowEventStore`) the diffs are applied as decoded, no event
+    built (:func:`~clp_core.event_codec.replay_rows`); ``Replayed.tail`` then decodes them again
+    when first read, unless ``events=True`` builds them during the replay. A stored event that
+    cannot be read or applied is a :class:`CorruptStateError` either way."""
     snapshot = await store.load_snapshot(aggregate_id, until)
     if snapshot is not None and type(snapshot.state) is dict:
         state: State = snapshot.state  # decoded for this call: already ours, no copy needed
     else:
         state = plain(dict(snapshot.state if snapshot is not None else base or {}))
     seq = snapshot.seq if snapshot else 0
-    events = await store.get_events(aggregate_id, after=seq, until=until)
-    if events and events[0].seq != seq + 1:
-        raise HistoryError(f"events {seq + 1} to {events[0].seq - 1} of {aggregate_id!r} were pruned")
-    reached = events[-1].seq if events else seq
+    read_rows = getattr(store, "get_event_rows", None)
+    tail: Sequence[Event]
+    if read_rows is not None:
+        rows: list[Row] = await read_rows(aggregate_id, after=seq, until=until)
+        kept: list[dict[str, Any]] | None = [] if events else None
+        replay_rows(state, rows, aggregate_id, store.name, kept)
+        tail = _Tail(rows, aggregate_id, store.name) if kept is None else [event_from_dict(r) for r in kept]
+        first, reached = (rows[0][0], rows[-1][0]) if rows else (None, seq)
+    else:
+        tail = await store.get_events(aggregate_id, after=seq, until=until)
+        _apply_stored_events(state, tail, aggregate_id, store.name)
+        first, reached = (tail[0].seq, tail[-1].seq) if tail else (None, seq)
+    # checked once every stored event is known to be sound (a corrupt one is the first news)
+    if first is not None and first != seq + 1:
+        raise HistoryError(f"events {seq + 1} to {first - 1} of {aggregate_id!r} were pruned")
     if until is not None and reached < until and await store.last_seq(aggregate_id) > reached:
         raise HistoryError(f"the state of {aggregate_id!r} at {until} was pruned (replay starts at a later snapshot)")
-    apply_events(state, events, owned=True)  # decoded for this call (the protocol says so)
     return Replayed(state, reached,
-                    dict(snapshot.idempotency) if snapshot else {}, events, snapshot.intents if snapshot else (),
+                    dict(snapshot.idempotency) if snapshot else {}, tail, snapshot.intents if snapshot else (),
                     snapshot.lineage if snapshot else (), snapshot.outbox if snapshot else ())
 
 
-def snapshot_to_json(snapshot: Snapshot) -> str:
-    records = [[k, v] for k, v in snapshot.idempotency.items()]  # a list keeps their age order
-    document = {"seq": snapshot.seq, "state": plain(snapshot.state), "idempotency": records,
-                "intents": [list(pair) for pair in snapshot.intents], "outbox": [dict(m) for m in snapshot.outbox]}
-    if snapshot.lineage:
-        document["lineage"] = [list(pair) for pair in snapshot.lineage]
-    return codec.encode(document)
-
-
-def snapshot_from_json(text: str | bytes, *, backend: str) -> Snapshot:
-    raw = codec.decode(text, backend=backend, key="snapshot")
-    if not isinstance(raw, dict) or not isinstance(raw.get("state"), dict) or not isinstance(raw.get("seq"), int):
-        raise CorruptStateError("stored snapshot is malformed", backend=backend)
-    try:
-        records = idempotency_records(raw.get("idempotency"))
-    except ValueError:
-        raise CorruptStateError("stored snapshot has malformed idempotency records", backend=backend) from None
-    try:
-        intents = committed_intents(raw.get("intents"))
-    except ValueError:
-        raise CorruptStateError("stored snapshot has malformed intent ids", backend=backend) from None
-    outbox = raw.get("outbox") or []
-    if not isinstance(outbox, list) or not all(isinstance(m, dict) and "id" in m for m in outbox):
-        raise CorruptStateError("stored snapshot has a malformed outbox", backend=backend)
-    ancestry = raw.get("lineage") or []
-    if not isinstance(ancestry, list) or not all(
-        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int for p in ancestry
-    ):
-        raise CorruptStateError("stored snapshot has a malformed lineage", backend=backend)
-    return Snapshot(raw["seq"], raw["state"], records, intents, tuple((k, s) for k, s in ancestry), tuple(outbox))
-
-
-def idempotency_records(stored: Any) -> collections.OrderedDict[str, Any]:
-    """Idempotency records as stored (a list of ``[key, entry]``, oldest first; older
-    documents used a dict), in age order. Raises ``ValueError`` if malformed."""
-    if stored is None:
-        return collections.OrderedDict()
-    if isinstance(stored, dict):
-        return collections.OrderedDict(stored)
-    if isinstance(stored, list) and all(
-        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in stored
-    ):
-        return collections.OrderedDict((k, v) for k, v in stored)
-    raise ValueError("malformed idempotency records")
-
-
-def committed_intents(stored: Any) -> tuple[tuple[str, str | None], ...]:
-    """The window of committed intent ids as stored (a list of ``[id, transition]``, oldest
-    first). Raises ``ValueError`` if malformed."""
-    if stored is None:
-        return ()
-    if isinstance(stored, list) and all(
-        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
-        and (pair[1] is None or isinstance(pair[1], str)) for pair in stored
-    ):
-        return tuple((i, t) for i, t in stored)
-    raise ValueError("malformed intent ids")
+def _apply_stored_events(state: State, events: Sequence[Event], aggregate_id: str, backend: str) -> None:
+    """:func:`apply_events` of events decoded for this call; one that cannot be applied is
+    corrupt, as in :func:`~clp_core.event_codec.replay_rows`."""
+    writer = Writer(state, journal=False)
+    for event in events:
+        try:
+            for change in event.diff:
+                writer.apply_change(change, owned=True)
+        except (PathError, TypeError, ValueError) as exc:
+            raise CorruptStateError(f"event {event.seq} of {aggregate_id!r} cannot be applied: {exc}",
+                                    backend=backend) from exc
 
 
 class MemoryEventStore:
@@ -356,9 +362,18 @@ class MemoryEventStore:
         stream.append(event_to_json(event))
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        return events_from_rows(self._rows(aggregate_id, after, until), aggregate_id, backend=self.name)
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
+        return list(self._rows(aggregate_id, after, until))
+
+    def _rows(self, aggregate_id: str, after: int, until: int | None) -> Iterator[Row]:
+        """The rows, one at a time (a list of them, alive while thousands of events are built,
+        costs the garbage collector more than the tuples themselves)."""
         stream, offset = self._streams.get(aggregate_id, []), self._pruned.get(aggregate_id, 0)
+        start = max(after - offset, 0)
         end = None if until is None else max(until - offset, 0)
-        return [event_from_json(raw, backend=self.name) for raw in stream[max(after - offset, 0):end]]
+        return enumerate(stream[start:end], offset + start + 1)
 
     async def last_seq(self, aggregate_id: str) -> int:
         return self._pruned.get(aggregate_id, 0) + len(self._streams.get(aggregate_id, []))

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConflictError, CorruptStateError
-from ..events import idempotency_records
 from ..log import LogEntry
 from ..messages import Message
+from ..snapshots import idempotency_records
 from ..state import Change, State, parse_path, plain
 from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedStorage
 from ..storage.patch import Patch, PatchLog, patch_between

@@ -49,7 +49,7 @@ class EventPersistence:
 
     async def load(self) -> State:
         with storage_errors("replay of", self.key, self.name):
-            replayed = await replay(self.store, self.key, base=self._initial)
+            replayed = await replay(self.store, self.key, base=self._initial, events=True)  # the records need them
         stored = Records(self.records.limit, replayed.idempotency, window=self.records.window,
                          intents=replayed.intents, outbox=replayed.outbox)
         for event in replayed.tail:

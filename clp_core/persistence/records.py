@@ -9,10 +9,10 @@ import collections
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..events import committed_intents
 from ..ids import compact_id, expand_id
 from ..log import LogEntry, entry_from_dict, entry_to_dict
 from ..messages import Message
+from ..snapshots import committed_intents
 
 
 class Records:

@@ -260,7 +260,7 @@ class SQLiteAdapter:
                 c.execute("UPDATE clp_state SET data = ?, version = ? WHERE key = ?", (write.text, head + 1, key))
             return head + 1
 
-        return await self.run(lambda c: _in_transaction(c, store))
+        return await self.run(lambda c: in_transaction(c, store))
 
     def _new_slot(self, c: sqlite3.Connection, key: str) -> int:
         if not self._has_patches(c):
@@ -291,7 +291,7 @@ class SQLiteAdapter:
         raise TypeError("SQLiteAdapter cannot be pickled")
 
 
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """``fn(conn)`` in a ``BEGIN IMMEDIATE`` transaction: committed if it returns, rolled back if it raises."""
     conn.execute("BEGIN IMMEDIATE")
     try:

@@ -7,16 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConflictError, StorageError
+from ..event_codec import Row
 from ..events import (
     Event,
     Snapshot,
-    event_from_json,
     event_to_json,
+    events_from_rows,
     prune_point,
     snapshot_from_json,
     snapshot_to_json,
 )
-from .sqlite import SQLiteAdapter, refuse_writes
+from .sqlite import SQLiteAdapter, in_transaction, refuse_writes
 
 
 class SQLiteEventStore:
@@ -58,7 +59,7 @@ class SQLiteEventStore:
             return True
 
         try:
-            ok = await self._run(lambda c: _in_transaction(c, insert))
+            ok = await self._run(lambda c: in_transaction(c, insert))
         except StorageError as exc:
             if "UNIQUE" in str(exc):
                 ok = False
@@ -68,10 +69,13 @@ class SQLiteEventStore:
             raise ConflictError(f"stream {event.aggregate_id!r} moved past {expected_seq}", backend=self.name)
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        rows = await self._run(lambda c: c.execute(
-            "SELECT data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+        return events_from_rows(await self.get_event_rows(aggregate_id, after, until), aggregate_id, backend=self.name)
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
+        """``(seq, data)`` of the events with ``after < seq <= until``, fetched in one go."""
+        return await self._run(lambda c: c.execute(  # type: ignore[no-any-return]
+            "SELECT seq, data FROM clp_events WHERE aggregate_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (aggregate_id, after, until if until is not None else 2**62)).fetchall())
-        return [event_from_json(r[0], backend=self.name) for r in rows]
 
     async def last_seq(self, aggregate_id: str) -> int:
         row = await self._run(lambda c: c.execute(
@@ -101,7 +105,7 @@ class SQLiteEventStore:
             c.execute("DELETE FROM clp_snapshots WHERE aggregate_id = ?", (aggregate_id,))
             return True
 
-        await self._run(lambda c: _in_transaction(c, remove))
+        await self._run(lambda c: in_transaction(c, remove))
 
     async def prune(self, aggregate_id: str, before: int) -> int:
         point = await prune_point(self, aggregate_id, before)
@@ -111,7 +115,7 @@ class SQLiteEventStore:
             c.execute("DELETE FROM clp_snapshots WHERE aggregate_id = ? AND seq < ?", (aggregate_id, point))
             return True
 
-        await self._run(lambda c: _in_transaction(c, remove))
+        await self._run(lambda c: in_transaction(c, remove))
         return point
 
     async def close(self) -> None:
@@ -128,14 +132,3 @@ CREATE TABLE IF NOT EXISTS clp_snapshots (
     PRIMARY KEY (aggregate_id, seq)
 );
 """
-
-
-def _in_transaction(conn: Any, fn: Callable[[Any], bool]) -> bool:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result

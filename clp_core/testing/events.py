@@ -7,7 +7,8 @@
 
 ``self.tmp_path`` is a fresh folder; ``self.aggregate`` a unique aggregate id per test.
 The retention tests (``delete``, ``prune``) are skipped for a store without those optional
-methods (:class:`clp_core.events.RetainingEventStore`).
+methods (:class:`clp_core.events.RetainingEventStore`), the rows test for a store without
+``get_event_rows`` (:class:`clp_core.events.RowEventStore`).
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ from typing import Any
 import pytest
 
 from ..errors import ConflictError, HistoryError
-from ..events import Event, RetainingEventStore, Snapshot, lineage, replay
+from ..events import Event, RetainingEventStore, RowEventStore, Snapshot, lineage, replay
 from ..log import GuardOutcome
 from ..state import Change
 
 
 def make_event(aggregate: str, seq: int, amount: int = 1, **extra: Any) -> Event:
-    return Event(
-        aggregate_id=aggregate, seq=seq, kind="commit", intent_name="add", payload={"amount": amount},
-        proposal_source="user", guard_outcomes=(GuardOutcome("positive", False),), transition="add",
-        diff=(Change("set", "count", seq * amount), Change("push", "log", [f"é{seq}"])),
-        timestamp=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC).isoformat(), **extra,
-    )
+    fields: dict[str, Any] = {
+        "intent_name": "add", "payload": {"amount": amount}, "proposal_source": "user",
+        "guard_outcomes": (GuardOutcome("positive", False),), "transition": "add",
+        "diff": (Change("set", "count", seq * amount), Change("push", "log", [f"é{seq}"])),
+        "timestamp": _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC).isoformat(), **extra,
+    }
+    return Event(aggregate_id=aggregate, seq=seq, kind="commit", **fields)
 
 
 class EventStoreSuite(abc.ABC):
@@ -133,6 +135,36 @@ class EventStoreSuite(abc.ABC):
         await store.append(big, 0)
         (read,) = await store.get_events(self.aggregate)
         assert read.data == big.data
+
+    # -- rows: replay's fast path (optional capability) -------------------------------------
+    async def test_rows_replay_as_the_events_do(self, store: Any) -> None:
+        """``get_event_rows`` lists what ``get_events`` decodes, and replay from the rows (no
+        events built) rebuilds what replay from the events does: sets, deep paths, pushes,
+        splices, unsets, dates."""
+        if not isinstance(store, RowEventStore):
+            pytest.skip(f"{type(store).__name__} has no get_event_rows (optional)")
+        day = _dt.date(2026, 5, 1)
+        diffs = [
+            (Change("set", "count", 1), Change("set", "orders.A-1", {"qty": 2, "on": day, "tags": ["x"]})),
+            (Change("push", "orders.A-1.tags", ["y", "z"]), Change("set", "orders.A-2.qty", 1.5)),
+            (Change("splice", "orders.A-1.tags", ["w"], 0, 2), Change("unset", "orders.A-2")),
+            (Change("set", "orders.A-1.tags.1", None), Change("set", "count", 4)),
+        ]
+        for seq, diff in enumerate(diffs, 1):
+            await store.append(make_event(self.aggregate, seq, diff=diff), seq - 1)
+        rows = await store.get_event_rows(self.aggregate)
+        assert [seq for seq, _ in rows] == [1, 2, 3, 4]
+        assert [seq for seq, _ in await store.get_event_rows(self.aggregate, after=1, until=3)] == [2, 3]
+        assert await store.get_event_rows(self.aggregate + ":none") == []
+        expected = {"count": 4, "orders": {"A-1": {"qty": 2, "on": day, "tags": ["w", None]}}}
+        fast = await replay(store, self.aggregate)
+        assert fast.state == expected and fast.seq == 4
+        assert list(fast.tail) == await store.get_events(self.aggregate)
+        built = (await replay(store, self.aggregate, events=True)).tail  # their values are the state's now
+        assert [e.seq for e in built] == [1, 2, 3, 4] and built[-1] == (await store.get_events(self.aggregate))[-1]
+        as_of = await replay(store, self.aggregate, until=2)
+        assert as_of.state == {"count": 1, "orders": {"A-1": {"qty": 2, "on": day, "tags": ["x", "y", "z"]},
+                                                      "A-2": {"qty": 1.5}}}
 
     # -- retention (optional capability) ---------------------------------------------------
     @staticmethod

@@ -10,9 +10,10 @@ import asyncpg  # type: ignore[import-untyped]
 from clp_core.plugin_api import (
     ConflictError,
     Event,
+    EventRow,
     Snapshot,
-    event_from_json,
     event_to_json,
+    events_from_rows,
     prune_point,
     snapshot_from_json,
     snapshot_to_json,
@@ -71,7 +72,7 @@ class PostgresEventStore(TableClient):
             f"WHERE (SELECT coalesce(max(seq), 0) FROM {events} WHERE aggregate_id = $1) = $4 RETURNING seq"
         )
         self._events = (
-            f"SELECT data::text FROM {events} WHERE aggregate_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+            f"SELECT seq, data::text FROM {events} WHERE aggregate_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
         )
         self._last = f"SELECT coalesce(max(seq), 0) FROM {events} WHERE aggregate_id = $1"
         self._save_snapshot = (
@@ -114,9 +115,16 @@ class PostgresEventStore(TableClient):
             raise ConflictError(moved, backend=self.name)
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
-        rows = await self._run(f"read of {aggregate_id!r}", lambda c: c.fetch(
+        records = await self._fetch_events(aggregate_id, after, until)
+        return events_from_rows(((r[0], from_jsonb(r[1])) for r in records), aggregate_id, backend=self.name)
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[EventRow]:
+        """``(seq, envelope text)`` of the events with ``after < seq <= until``, in one query."""
+        return [(r[0], from_jsonb(r[1])) for r in await self._fetch_events(aggregate_id, after, until)]
+
+    async def _fetch_events(self, aggregate_id: str, after: int, until: int | None) -> Any:
+        return await self._run(f"read of {aggregate_id!r}", lambda c: c.fetch(
             self._events, aggregate_id, after, _NO_LIMIT if until is None else until))
-        return [event_from_json(from_jsonb(row[0]), backend=self.name) for row in rows]
 
     async def last_seq(self, aggregate_id: str) -> int:
         return int(await self._run(f"read of {aggregate_id!r}", lambda c: c.fetchval(self._last, aggregate_id)))

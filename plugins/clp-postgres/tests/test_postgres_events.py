@@ -13,7 +13,7 @@ from clp_postgres import InvalidIdentifierError, PostgresEventStore
 from clp_postgres.testing import free_port
 
 from clp_core.errors import ConflictError, CorruptStateError, StorageError
-from clp_core.events import Snapshot
+from clp_core.events import Snapshot, replay
 from clp_core.testing.events import EventStoreSuite, make_event
 
 
@@ -114,8 +114,10 @@ async def test_corrupt_event_row_is_corrupt_state(pg_dsn: str, table: str) -> No
     await store.append(make_event(aggregate, 1), 0)
     await _fetch(pg_dsn, f'UPDATE "{table}" SET data = \'{{"format": "clp/1", "data": [1]}}\'::jsonb '
                          "WHERE aggregate_id = $1", aggregate)
-    with pytest.raises(CorruptStateError):
+    with pytest.raises(CorruptStateError, match="event 1 of"):
         await store.get_events(aggregate)
+    with pytest.raises(CorruptStateError, match="event 1 of"):  # replay's fast path reads the rows
+        await replay(store, aggregate)
     await store.close()
 
 

@@ -27,9 +27,10 @@ from clp_core.plugin_api import (
     ConflictError,
     CorruptStateError,
     Event,
+    EventRow,
     Snapshot,
-    event_from_json,
     event_to_json,
+    events_from_rows,
     prune_point,
     snapshot_from_json,
     snapshot_to_json,
@@ -153,12 +154,17 @@ class RedisEventStore:
             raise ConflictError(f"stream {aggregate!r} is at {last}, not {expected_seq}", backend=self.name)
 
     async def get_events(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Event]:
+        return events_from_rows(await self.get_event_rows(aggregate_id, after, until), aggregate_id, backend=self.name)
+
+    async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[EventRow]:
+        """``(seq, stored bytes)`` of the events with ``after < seq <= until`` (``XRANGE``, by pages),
+        the seq read from each entry id."""
         key = self.stream_key(aggregate_id)
         start = max(after, 0) + 1
         end = "+" if until is None else f"0-{until}"
         if until is not None and until < start:
             return []
-        events: list[Event] = []
+        rows: list[EventRow] = []
         while True:
             first = f"0-{start}"
             entries = await self._call(
@@ -169,14 +175,10 @@ class RedisEventStore:
                 raw = fields.get(b"e")
                 if raw is None:
                     raise CorruptStateError(f"event {seq} of {aggregate_id!r} has no data", backend=self.name)
-                event = event_from_json(raw, backend=self.name)
-                if event.seq != seq:
-                    raise CorruptStateError(
-                        f"event stored as {seq} of {aggregate_id!r} says it is {event.seq}", backend=self.name)
-                events.append(event)
+                rows.append((seq, raw))
             if len(entries) < PAGE:
-                return events
-            start = events[-1].seq + 1
+                return rows
+            start = rows[-1][0] + 1
 
     async def last_seq(self, aggregate_id: str) -> int:
         entries = await self._call(

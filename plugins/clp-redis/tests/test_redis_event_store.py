@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from clp_redis import RedisEventStore
 
 from clp_core.errors import ConflictError, CorruptStateError, StorageError
-from clp_core.events import Snapshot, event_from_json, event_to_json
+from clp_core.events import Snapshot, event_from_json, event_to_json, replay
 from clp_core.resolve import resolve_event_store
 from clp_core.testing.events import EventStoreSuite, make_event
 
@@ -154,6 +154,8 @@ async def test_foreign_entries_are_corrupt(store: RedisEventStore, shared_redis:
     await shared_redis.xadd(store.stream_key(AGG), fields, id=entry_id)  # type: ignore[arg-type]
     with pytest.raises(CorruptStateError, match=problem):
         await store.get_events(AGG)
+    with pytest.raises(CorruptStateError, match=problem):  # replay's fast path reads the rows
+        await replay(store, AGG)
 
 
 async def test_unreachable_server_is_a_storage_error(unused_port: int) -> None:
