@@ -30,6 +30,9 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def compact_id(text: str) -> str:
     """A short form of an id for storage: a canonical (lower-case) UUID string becomes the 22
     characters of its 16 bytes in URL-safe base64; any other id, ``"="`` and its UTF-8 in
@@ -41,7 +44,7 @@ def compact_id(text: str) -> str:
         except ValueError:
             raw = b""
         if raw.hex() == digits:
-            return base64.urlsafe_b64encode(raw)[:22].decode()
+            return binascii.b2a_base64(raw, newline=False)[:22].translate(_URLSAFE).decode()
     return "=" + base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 
 
