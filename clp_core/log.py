@@ -230,21 +230,35 @@ class LogEntry:
         return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
 
 
+def _slot_setters(cls: type, names: str) -> tuple[Any, ...]:
+    """The setters of the slots of ``cls``, whose fields are ``names`` in order: for the
+    trusted constructors below, which write a frozen class's fields once, as its
+    ``__init__`` does, without its converters."""
+    if names.split() != [a.name for a in attrs.fields(cls)]:  # a field added: add it below too
+        raise AssertionError(f"the fields of {cls.__name__} are not {names}")
+    return tuple(vars(cls)[name].__set__ for name in names.split())
+
+
 _new = object.__new__
-_setter = object.__setattr__.__get__
+_i_name, _i_payload, _i_complete, _i_source, _i_id = _slot_setters(Intent, "name payload complete source id")
+(_e_intent_name, _e_intent_payload, _e_phase, _e_timestamp, _e_staged_proposal, _e_accepted_proposal,
+ _e_guard_outcomes, _e_transition_attempted, _e_transition_result, _e_state_diff, _e_proposal_source, _e_error,
+ _e_replay, _e_idempotency_key, _e_validation_errors, _e_detail, _e_intent_id, _e_proposal_meta) = _slot_setters(
+    LogEntry, "intent_name intent_payload phase timestamp staged_proposal accepted_proposal guard_outcomes "
+    "transition_attempted transition_result state_diff proposal_source error replay idempotency_key "
+    "validation_errors detail intent_id proposal_meta")
 
 
 def trusted_intent(name: str, payload: FrozenDict, complete: bool, id: str | None = None) -> Intent:
     """``Intent(name, payload, complete, id=id)`` for a payload already frozen (:func:`freeze`),
     without the converter: the runtime's hot path."""
     intent = _new(Intent)
-    set_ = _setter(intent)
-    set_("name", name)
-    set_("payload", payload)
-    set_("complete", complete)
-    set_("source", "user")
-    set_("id", new_id() if id is None else id)
-    return intent
+    _i_name(intent, name)
+    _i_payload(intent, payload)
+    _i_complete(intent, complete)
+    _i_source(intent, "user")
+    _i_id(intent, new_id() if id is None else id)
+    return intent  # type: ignore[no-any-return]
 
 
 def trusted_entry(
@@ -256,34 +270,25 @@ def trusted_entry(
     already in their stored form (the intent's frozen payload, tuples): no converter runs,
     the fields not named are their defaults. The runtime's hot path (dispatch, commit)."""
     entry = _new(LogEntry)
-    set_ = _setter(entry)
-    set_("intent_name", intent.name)
-    set_("intent_payload", intent.payload)
-    set_("phase", phase)
-    set_("timestamp", now())
-    set_("staged_proposal", None)
-    set_("accepted_proposal", None)
-    set_("guard_outcomes", guard_outcomes)
-    set_("transition_attempted", transition_attempted)
-    set_("transition_result", transition_result)
-    set_("state_diff", state_diff)
-    set_("proposal_source", proposal_source)
-    set_("error", None)
-    set_("replay", False)
-    set_("idempotency_key", idempotency_key)
-    set_("validation_errors", ())
-    set_("detail", None)
-    set_("intent_id", intent.id)
-    set_("proposal_meta", None)
-    return entry
-
-
-# the trusted constructors set every field: one added to the classes must be added to them
-assert [a.name for a in attrs.fields(Intent)] == ["name", "payload", "complete", "source", "id"]
-assert [a.name for a in attrs.fields(LogEntry)] == [
-    "intent_name", "intent_payload", "phase", "timestamp", "staged_proposal", "accepted_proposal",
-    "guard_outcomes", "transition_attempted", "transition_result", "state_diff", "proposal_source", "error",
-    "replay", "idempotency_key", "validation_errors", "detail", "intent_id", "proposal_meta"]
+    _e_intent_name(entry, intent.name)
+    _e_intent_payload(entry, intent.payload)
+    _e_phase(entry, phase)
+    _e_timestamp(entry, now())
+    _e_staged_proposal(entry, None)
+    _e_accepted_proposal(entry, None)
+    _e_guard_outcomes(entry, guard_outcomes)
+    _e_transition_attempted(entry, transition_attempted)
+    _e_transition_result(entry, transition_result)
+    _e_state_diff(entry, state_diff)
+    _e_proposal_source(entry, proposal_source)
+    _e_error(entry, None)
+    _e_replay(entry, False)
+    _e_idempotency_key(entry, idempotency_key)
+    _e_validation_errors(entry, ())
+    _e_detail(entry, None)
+    _e_intent_id(entry, intent.id)
+    _e_proposal_meta(entry, None)
+    return entry  # type: ignore[no-any-return]
 
 
 converter = cattrs.Converter()
