@@ -229,6 +229,9 @@ class LogEntry:
         """
         return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
 
+    def __getattr__(self, name: str) -> Any:  # only for a field dispatch_entry or commit_entry left unset
+        return _set_defaults(self, name)
+
 
 def _slot_setters(cls: type, names: str) -> tuple[Any, ...]:
     """The setters of the slots of ``cls``, whose fields are ``names`` in order: for the
@@ -261,33 +264,68 @@ def trusted_intent(name: str, payload: FrozenDict, complete: bool, id: str | Non
     return intent  # type: ignore[no-any-return]
 
 
-def trusted_entry(
-    intent: Intent, phase: str, *, guard_outcomes: tuple[GuardOutcome, ...] = (),
-    transition_attempted: str | None = None, transition_result: TransitionResult = _NOT_TAKEN,
-    state_diff: tuple[Change, ...] = (), idempotency_key: str | None = None, proposal_source: str | None = None,
-) -> LogEntry:
-    """The log entry of ``intent`` at ``phase``, as ``LogEntry(...)`` makes it, for values
-    already in their stored form (the intent's frozen payload, tuples): no converter runs,
-    the fields not named are their defaults. The runtime's hot path (dispatch, commit)."""
+# The fields a dispatch entry and a successful commit's entry made by the functions below
+# leave unset, at their defaults: the first read of one sets them all (LogEntry.__getattr__).
+_COMMIT_UNSET = (
+    (_e_staged_proposal, None), (_e_accepted_proposal, None), (_e_error, None), (_e_replay, False),
+    (_e_validation_errors, ()), (_e_detail, None), (_e_proposal_meta, None))
+_DISPATCH_UNSET = (
+    *_COMMIT_UNSET, (_e_guard_outcomes, ()), (_e_transition_attempted, None), (_e_transition_result, _NOT_TAKEN),
+    (_e_state_diff, ()), (_e_proposal_source, None), (_e_idempotency_key, None))
+_UNSET = frozenset({
+    "staged_proposal", "accepted_proposal", "error", "replay", "validation_errors", "detail", "proposal_meta",
+    "guard_outcomes", "transition_attempted", "transition_result", "state_diff", "proposal_source",
+    "idempotency_key"})
+
+
+_TAKEN: dict[str | None, TransitionResult] = {}
+
+
+def _set_defaults(entry: LogEntry, name: str) -> Any:
+    if name not in _UNSET:
+        raise AttributeError(f"{type(entry).__name__!r} object has no attribute {name!r}", name=name, obj=entry)
+    for setter, value in _DISPATCH_UNSET if entry.phase == "dispatch" else _COMMIT_UNSET:
+        setter(entry, value)
+    return getattr(entry, name)
+
+
+def dispatch_entry(intent: Intent) -> LogEntry:
+    """``LogEntry(intent_name=..., intent_payload=..., phase="dispatch", intent_id=...)`` of
+    ``intent``, made for the runtime's hot path: no converter runs (the intent's payload is
+    frozen already) and the other fields are their defaults, set when first read."""
     entry = _new(LogEntry)
     _e_intent_name(entry, intent.name)
     _e_intent_payload(entry, intent.payload)
-    _e_phase(entry, phase)
+    _e_phase(entry, "dispatch")
     _e_timestamp(entry, now())
-    _e_staged_proposal(entry, None)
-    _e_accepted_proposal(entry, None)
-    _e_guard_outcomes(entry, guard_outcomes)
-    _e_transition_attempted(entry, transition_attempted)
-    _e_transition_result(entry, transition_result)
-    _e_state_diff(entry, state_diff)
-    _e_proposal_source(entry, proposal_source)
-    _e_error(entry, None)
-    _e_replay(entry, False)
-    _e_idempotency_key(entry, idempotency_key)
-    _e_validation_errors(entry, ())
-    _e_detail(entry, None)
     _e_intent_id(entry, intent.id)
-    _e_proposal_meta(entry, None)
+    return entry  # type: ignore[no-any-return]
+
+
+def commit_entry(
+    intent: Intent, guard_outcomes: tuple[GuardOutcome, ...], transition: str | None,
+    state_diff: tuple[Change, ...], idempotency_key: str | None,
+) -> LogEntry:
+    """The entry of ``intent``'s successful commit through ``transition`` (``transition_attempted``
+    and ``transition_result``, ``proposal_source`` the intent's source), as :func:`dispatch_entry`
+    makes one: the fields a success leaves at their defaults are set when first read."""
+    entry = _new(LogEntry)
+    _e_intent_name(entry, intent.name)
+    _e_intent_payload(entry, intent.payload)
+    _e_phase(entry, "commit")
+    _e_timestamp(entry, now())
+    _e_guard_outcomes(entry, guard_outcomes)
+    _e_transition_attempted(entry, transition)
+    taken = _TAKEN.get(transition)
+    if taken is None:
+        taken = TransitionResult(transition, True)
+        if len(_TAKEN) < 1024:  # one per transition name (they are immutable)
+            _TAKEN[transition] = taken
+    _e_transition_result(entry, taken)
+    _e_state_diff(entry, state_diff)
+    _e_proposal_source(entry, intent.source)
+    _e_idempotency_key(entry, idempotency_key)
+    _e_intent_id(entry, intent.id)
     return entry  # type: ignore[no-any-return]
 
 

@@ -4,8 +4,10 @@ the general path does."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
+import pickle
 from typing import Any
 
 import attrs
@@ -14,7 +16,7 @@ import pytest
 import clp_core as clp
 from clp_core import errors, log
 from clp_core.lifecycle.intake import Intake
-from clp_core.log import FrozenDict, LogEntry, TransitionResult, trusted_entry, trusted_intent
+from clp_core.log import FrozenDict, LogEntry, TransitionResult, commit_entry, dispatch_entry, trusted_intent
 from clp_core.state import Writer, parse_path
 from clp_core.state.writer import Change
 
@@ -86,23 +88,56 @@ def test_an_unknown_intent_is_refused_and_not_remembered() -> None:
     assert "nope" not in intake._scalars
 
 
-def test_trusted_constructors_make_what_the_classes_make() -> None:
-    intent = trusted_intent("order", FrozenDict({"sku": "A1"}), True)
+def _intent() -> clp.Intent:
+    return trusted_intent("order", FrozenDict({"sku": "A1"}), True)
+
+
+def _made(kind: str) -> tuple[LogEntry, LogEntry]:
+    """An entry of ``kind`` made the hot path's way, and the same made by ``LogEntry(...)``."""
+    intent = _intent()
+    if kind == "dispatch":
+        entry = dispatch_entry(intent)
+        return entry, LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="dispatch",
+                               timestamp=entry.timestamp, intent_id=intent.id)
+    outcomes, change = (log.GuardOutcome("g", False),), Change("set", "placed", True)
+    entry = commit_entry(intent, outcomes, "place", (change,), "k")
+    return entry, LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="commit",
+                           timestamp=entry.timestamp, guard_outcomes=outcomes, transition_attempted="place",
+                           transition_result=TransitionResult("place", True), state_diff=(change,),
+                           idempotency_key="k", proposal_source="user", intent_id=intent.id)
+
+
+def test_trusted_intents_are_what_the_class_makes() -> None:
+    intent = _intent()
     assert intent == clp.Intent("order", {"sku": "A1"}, True, id=intent.id)
     assert trusted_intent("order", FrozenDict({}), False, "given").id == "given"
-    change = Change("set", "placed", True)
-    entry = trusted_entry(intent, "commit", guard_outcomes=(log.GuardOutcome("g", False),),
-                          transition_attempted="place", transition_result=TransitionResult("place", True),
-                          state_diff=(change,), idempotency_key="k", proposal_source="user")
-    assert entry == LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="commit",
-                             timestamp=entry.timestamp, guard_outcomes=(log.GuardOutcome("g", False),),
-                             transition_attempted="place", transition_result=TransitionResult("place", True),
-                             state_diff=(change,), idempotency_key="k", proposal_source="user", intent_id=intent.id)
-    dispatched = trusted_entry(intent, "dispatch")
-    assert dispatched == LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="dispatch",
-                                  timestamp=dispatched.timestamp, intent_id=intent.id)
+
+
+@pytest.mark.parametrize("kind", ["dispatch", "commit"])
+@pytest.mark.parametrize("first", [None, *(a.name for a in attrs.fields(LogEntry))])
+def test_hot_path_entries_are_what_the_class_makes(kind: str, first: str | None) -> None:
+    """Whichever field is read first (the ones left at their defaults are set then)."""
+    entry, expected = _made(kind)
+    if first is not None:
+        assert getattr(entry, first) == getattr(expected, first)
+    assert entry == expected and repr(entry) == repr(expected)
+
+
+@pytest.mark.parametrize("kind", ["dispatch", "commit"])
+def test_hot_path_entries_copy_pickle_evolve_and_convert_as_others(kind: str) -> None:
+    for make in (lambda e: e, copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e)),
+                 lambda e: attrs.evolve(e), lambda e: log.entry_from_dict(log.entry_to_dict(e))):
+        entry, expected = _made(kind)
+        assert make(entry) == expected
+        entry, expected = _made(kind)
+        assert entry.to_dict() == expected.to_dict()
+    entry, _ = _made(kind)
+    assert attrs.asdict(attrs.evolve(entry, replay=True))["replay"] is True
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        dispatched.phase = "x"  # type: ignore[misc]
+        entry.error = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="'LogEntry' object has no attribute 'nope'"):
+        entry.nope  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(entry, "nope") and getattr(entry, "nope", 1) == 1
 
 
 @pytest.mark.parametrize("ns", [0, 1_700_000_000_000_000_000, 1_700_000_000_000_001_999, 1_700_000_000_999_999_999,

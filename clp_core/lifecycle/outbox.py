@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..errors import ClpError, GuardDeniedError, StorageError, ValidationError
 from ..log import AuditLog, Intent, LogEntry, Proposal
 from ..plugins import HookRunner
@@ -42,17 +44,22 @@ class Outbox:
     def entry(self, intent: Intent | None, phase: str, failures: Sequence[ValidationError], **fields: Any) -> LogEntry:
         """The log entry of ``intent`` at ``phase``, with ``fields``; a lenient validator's
         ``failures`` go on it (``validation_errors``) and, at the next flush, to ``on_error``."""
-        if failures:
-            fields["validation_errors"] = tuple(e for exc in failures for e in exc.errors)
-            for exc in failures:
-                self.defer_error(exc, phase)
-        return LogEntry(
+        return self.noted(LogEntry(
             intent_name=intent.name if intent else None,
             intent_payload=intent.payload if intent else None,
             phase=phase,
             intent_id=intent.id if intent else None,
             **fields,
-        )
+        ), failures)
+
+    def noted(self, entry: LogEntry, failures: Sequence[ValidationError]) -> LogEntry:
+        """``entry`` with a lenient validator's ``failures`` (``validation_errors``), which go
+        to ``on_error`` at the next flush too."""
+        if not failures:
+            return entry
+        for exc in failures:
+            self.defer_error(exc, entry.phase)
+        return attrs.evolve(entry, validation_errors=tuple(e for exc in failures for e in exc.errors))
 
     def defer_error(self, error: BaseException, phase: str) -> None:
         """Report ``error`` to ``on_error`` at the next flush (it did not fail the phase)."""

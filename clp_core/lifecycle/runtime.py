@@ -28,7 +28,7 @@ from ..errors import (
     UnknownIntentError,
 )
 from ..events import EventStore
-from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now, trusted_entry
+from ..log import AuditLog, Intent, LogEntry, Proposal, commit_entry, dispatch_entry, now
 from ..messages import Message
 from ..persistence import DocumentPersistence, EventPersistence, Persistence, Records
 from ..plugins import runtime_hooks
@@ -299,6 +299,9 @@ class Runtime(History):
     def _entry(self, intent: Intent | None, phase: str, **fields: Any) -> LogEntry:
         return self._outbox.entry(intent, phase, self._intake.take_failures(), **fields)
 
+    def _noted(self, entry: LogEntry) -> LogEntry:
+        return self._outbox.noted(entry, self._intake.take_failures()) if self._intake.failures else entry
+
     def _current(self, name: str | None, action: str) -> tuple[Intent, Proposal]:
         if self._intent is None or (name is not None and self._intent.name != name):
             raise NoMatchingIntentError()
@@ -313,7 +316,7 @@ class Runtime(History):
         if self.hooks.has("before_dispatch"):
             await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
-        entry = self._entry(intent, "dispatch") if self._intake.failures else trusted_entry(intent, "dispatch")
+        entry = self._noted(dispatch_entry(intent))
         self._outbox.record(entry)
         if self.hooks.has("after_dispatch"):
             phase.then(self._outbox.owed, "after_dispatch", intent=intent, entry=entry)
@@ -373,15 +376,8 @@ class Runtime(History):
                 phase.then(self._send, owed)
         else:
             assert result.undo is not None
-            entry = (self._entry if self._intake.failures else trusted_entry)(
-                intent, "commit",
-                guard_outcomes=result.guard_outcomes,
-                transition_attempted=result.transition,
-                transition_result=TransitionResult(result.transition, True),
-                state_diff=result.changes,
-                idempotency_key=result.idempotency_key,
-                proposal_source=intent.source,
-            )
+            entry = self._noted(commit_entry(intent, result.guard_outcomes, result.transition, result.changes,
+                                             result.idempotency_key))
             try:
                 await self._persistence.save(self._state, entry, result.messages)
             except BaseException as exc:
