@@ -74,14 +74,15 @@ async def attempt(
                 return _denial(intake, guard, ctx, tuple(outcomes), name)
         transition = _choose(contract, name, ctx)
         transition_name = transition.name
-        key = _idempotency_key(transition, ctx)
+        key = None if transition.idempotency_key is None else _idempotency_key(transition, ctx)
         effects = _effects(transition, ctx)
         if type(effects) is not dict:
             effects = await _awaited_effects(transition, effects)
         writer = Writer(state)
         try:
             writer.apply_effects(effects)
-            intake.check_state(state)
+            if intake.validator is not None:
+                intake.check_state(state)
             emitted = () if transition.emit is None else collect(
                 transition.emit(Context(intent, StateView(state))), transition=str(transition.name),
                 intent_id=intent.id, aggregate=aggregate)

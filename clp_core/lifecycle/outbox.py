@@ -122,27 +122,24 @@ class Subscribers:
     """Callbacks on paths of the state, called after commits that touched them."""
 
     def __init__(self) -> None:
-        self._callbacks: dict[int, tuple[Path, Subscriber]] = {}
+        self.callbacks: dict[int, tuple[Path, Subscriber]] = {}  # token -> path and callback
         self._next = 0
-
-    def __bool__(self) -> bool:
-        return bool(self._callbacks)
 
     def add(self, path: str, callback: Subscriber) -> Callable[[], None]:
         watched = parse_path(path)
         token, self._next = self._next, self._next + 1
-        self._callbacks[token] = (watched, callback)
+        self.callbacks[token] = (watched, callback)
 
         def unsubscribe() -> None:
-            self._callbacks.pop(token, None)
+            self.callbacks.pop(token, None)
 
         return unsubscribe
 
     async def notify(self, changed: Sequence[Path], state: State, outbox: Outbox) -> None:
-        if not changed or not self._callbacks:
+        if not changed or not self.callbacks:
             return
         view = StateView(state)
-        for watched, callback in list(self._callbacks.values()):
+        for watched, callback in list(self.callbacks.values()):
             if touches(changed, watched):
                 try:
                     result = callback(view)

@@ -404,7 +404,7 @@ class Runtime(History):
         self._courier.send(messages, eager=True)
 
     def _notify(self, changes: Sequence[Change]) -> Awaitable[None] | None:
-        if not changes or not self._subscribers:
+        if not changes or not self._subscribers.callbacks:
             return None
         return self._subscribers.notify(changed_paths(changes), self._state, self._outbox)
 
