@@ -5,7 +5,7 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_core.py            # full run (under a minute)
     .venv/bin/python bench/bench_core.py --quick    # smoke run (a few seconds)
-    .venv/bin/python bench/bench_core.py --profile  # also print a cProfile of dispatch+commit
+    .venv/bin/python bench/bench_core.py --profile  # also print cProfiles of dispatch+commit, execute
 
 Every figure is measured in this process: ``time.perf_counter``, warm-up rounds first, and
 the best of several repetitions (the run least disturbed by the machine). Results are printed
@@ -108,13 +108,13 @@ SMALL_KEYS = 10
 LOG_LIMIT = 1000
 
 FULL = {
-    "pairs": 20_000, "pairs_warmup": 3_000, "pairs_reps": 5,
+    "pairs": 5_000, "pairs_warmup": 3_000, "pairs_reps": 15,  # short repetitions, many: the best is less noisy
     "commits": 5_000, "commits_warmup": 1_000, "commit_reps": 5,
     "mem_commits": 10_000, "bounded_commits": 10_000,
     "startups": 2_000, "startup_reps": 5,
 }
 QUICK = {
-    "pairs": 3_000, "pairs_warmup": 500, "pairs_reps": 3,
+    "pairs": 1_500, "pairs_warmup": 500, "pairs_reps": 5,
     "commits": 1_000, "commits_warmup": 200, "commit_reps": 3,
     "mem_commits": 2_000, "bounded_commits": 10_000,
     "startups": 300, "startup_reps": 3,
@@ -461,6 +461,12 @@ async def profile_pairs(n: int, top: int = 25) -> str:
     return await profile_text(lambda: time_dispatch_commits(runtime, n), top)
 
 
+async def profile_executes(n: int, top: int = 25) -> str:
+    runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0}, config=CORE_ONLY)
+    await time_executes(runtime, 1000)
+    return await profile_text(lambda: time_executes(runtime, n), top)
+
+
 # -- main -------------------------------------------------------------------------------------
 def print_report(res: dict[str, Any]) -> None:
     tp, cs, lm, su = res["throughput"], res["commit_scaling"], res["log_memory"], res["startup"]
@@ -539,6 +545,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["elapsed_s"] = perf_counter() - t0
     if args.profile:
         res["profile"] = await profile_pairs(cfg["pairs"])
+        res["profile_execute"] = await profile_executes(cfg["pairs"])
         res["profile_startup"] = await profile_startups(cfg["startups"])
     return res
 
@@ -548,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
     parser.add_argument(
         "--profile", action="store_true",
-        help="also print cProfiles of dispatch+commit and of startup (top 25 by own time)",
+        help="also print cProfiles of dispatch+commit, of execute and of startup (top 25 by own time)",
     )
     add_result_options(parser, "core.json")
     args = parser.parse_args(argv)
@@ -558,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"elapsed {res['elapsed_s']:.1f} s")
     if args.profile:
         print()
+        print("dispatch+commit:")
         print(res["profile"])
+        print()
+        print("execute:")
+        print(res["profile_execute"])
         print()
         print("runtime creation + first commit:")
         print(res["profile_startup"])
