@@ -5,7 +5,7 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_core.py            # full run (under a minute)
     .venv/bin/python bench/bench_core.py --quick    # smoke run (a few seconds)
-    .venv/bin/python bench/bench_core.py --profile  # also print a cProfile of dispatch+commit
+    .venv/bin/python bench/bench_core.py --profile  # also print cProfiles of dispatch+commit, execute
 
 Every figure is measured in this process: ``time.perf_counter``, warm-up rounds first, and
 the best of several repetitions (the run least disturbed by the machine). Results are printed
@@ -15,7 +15,11 @@ as a table with target verdicts and written to ``bench/results/core.json``.
    second on the counter contract, next to ``transitions.extensions.asyncio.AsyncMachine``
    triggers per second on the equivalent machine (one state, a reflexive trigger with a
    condition and an ``after`` callback incrementing a counter on the model). Target: CLP at
-   least 2x. ``execute()`` per second is printed too (no target).
+   least 3x. ``await runtime.execute(...)`` per second (one execute = one trigger), against
+   the same triggers and against Apache Burr's ``await app.astep(...)`` on the equivalent
+   application (one async action reading ``count`` and writing ``count + amount``, built with
+   ``ApplicationBuilder``, in memory: no tracker, no persister). Targets: at least 3x each.
+   Burr's sync ``app.step()`` is printed for information.
 2. ``commit_scaling``: mean time of one ``commit()`` on a state with 100,000 other keys
    (top level, or nested under one key with the commit writing inside that key) over the
    same on a 10-key state of the same shape. Target: at most 2x. Memory runtime, no storage.
@@ -74,9 +78,28 @@ def _load_machine() -> tuple[Any, str | None]:
 
 AsyncMachine, TRANSITIONS_VERSION = _load_machine()
 
+
+def _load_burr() -> tuple[Any, str | None]:
+    """Apache Burr's ``burr.core`` and version, or ``(None, None)`` when not installed."""
+    try:
+        import importlib.metadata
+
+        import burr.core
+    except ImportError:  # reported in the output
+        return None, None
+    try:
+        version: str | None = importlib.metadata.version("apache-burr")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return burr.core, version
+
+
+burr_core, BURR_VERSION = _load_burr()
+
 perf_counter = time.perf_counter
 
-TARGET_THROUGHPUT_RATIO = 2.0  # CLP dispatch+commit pairs/s >= 2x pytransitions triggers/s
+TARGET_THROUGHPUT_RATIO = 3.0  # CLP dispatch+commit pairs/s >= 3x pytransitions triggers/s
+TARGET_EXECUTE_RATIO = 3.0  # CLP execute/s >= 3x pytransitions triggers/s, and >= 3x Burr astep/s
 TARGET_COMMIT_RATIO = 2.0  # commit on 100k-key state <= 2x commit on 10-key state
 TARGET_LOG_BOUND = 1.25  # retained after 10k commits <= 1.25x (log_limit entries' worth)
 TARGET_STARTUP_RATIO = 3.0  # new runtime + first commit <= 3x one commit on an existing runtime
@@ -85,13 +108,13 @@ SMALL_KEYS = 10
 LOG_LIMIT = 1000
 
 FULL = {
-    "pairs": 20_000, "pairs_warmup": 3_000, "pairs_reps": 5,
+    "pairs": 5_000, "pairs_warmup": 3_000, "pairs_reps": 15,  # short repetitions, many: the best is less noisy
     "commits": 5_000, "commits_warmup": 1_000, "commit_reps": 5,
     "mem_commits": 10_000, "bounded_commits": 10_000,
     "startups": 2_000, "startup_reps": 5,
 }
 QUICK = {
-    "pairs": 3_000, "pairs_warmup": 500, "pairs_reps": 3,
+    "pairs": 1_500, "pairs_warmup": 500, "pairs_reps": 5,
     "commits": 1_000, "commits_warmup": 200, "commit_reps": 3,
     "mem_commits": 2_000, "bounded_commits": 10_000,
     "startups": 300, "startup_reps": 3,
@@ -150,6 +173,32 @@ def counter_machine() -> CounterModel:
     return model
 
 
+def counter_application(run_async: bool) -> Any:
+    """The Burr side: one action reading ``count`` and writing ``count + amount`` (async for
+    ``astep``, sync for ``step``), looping on itself; built as Burr's hello-world counter is,
+    without its tracker and persister (nothing leaves memory)."""
+    assert burr_core is not None
+    State = burr_core.State
+
+    if run_async:
+        @burr_core.action(reads=["count"], writes=["count"])
+        async def increment(state: State, amount: int | None = None) -> State:
+            return state.update(count=state["count"] + (amount or 1))
+    else:
+        @burr_core.action(reads=["count"], writes=["count"])
+        def increment(state: State, amount: int | None = None) -> State:
+            return state.update(count=state["count"] + (amount or 1))
+
+    return (
+        burr_core.ApplicationBuilder()
+        .with_actions(increment=increment)
+        .with_transitions(("increment", "increment"))
+        .with_state(count=0)
+        .with_entrypoint("increment")
+        .build()
+    )
+
+
 # -- 1. throughput (CLP's loops are _common.time_dispatch_commits and time_executes) ------------
 async def machine_triggers(model: CounterModel, n: int) -> float:
     trigger = model.increment  # type: ignore[attr-defined]
@@ -159,52 +208,89 @@ async def machine_triggers(model: CounterModel, n: int) -> float:
     return perf_counter() - t0
 
 
+async def burr_asteps(app: Any, n: int) -> float:
+    astep, inputs = app.astep, {"amount": 1}
+    t0 = perf_counter()
+    for _ in range(n):
+        await astep(inputs=inputs)
+    return perf_counter() - t0
+
+
+async def burr_steps(app: Any, n: int) -> float:
+    step, inputs = app.step, {"amount": 1}
+    t0 = perf_counter()
+    for _ in range(n):
+        step(inputs=inputs)
+    return perf_counter() - t0
+
+
+def _ratio(result: dict[str, Any], name: str, ours: str, theirs: str, target: float, missing: str) -> None:
+    """``result[name]``: ratio, target and verdict of ``ours`` over ``theirs`` (both per second)."""
+    if theirs not in result:
+        result[name] = {"ratio": None, "target": missing, "pass": None}
+        return
+    ratio = result[ours] / result[theirs]
+    result[name] = {"ratio": ratio, "target": f"ratio >= {target}", "pass": ratio >= target}
+
+
 async def bench_throughput(cfg: dict[str, int]) -> dict[str, Any]:
     n, warm, reps = cfg["pairs"], cfg["pairs_warmup"], cfg["pairs_reps"]
     contract = counter_contract()
     pairs_rt = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)
     exec_rt = clp.create_runtime(contract, initial_state={"count": 0}, config=CORE_ONLY)
-    model = counter_machine() if AsyncMachine is not None else None
+    # name -> (timing loop, what it runs on): every side runs n times per repetition
+    sides: dict[str, tuple[Any, Any]] = {
+        "dispatch_commit": (time_dispatch_commits, pairs_rt),
+        "execute": (time_executes, exec_rt),
+    }
+    if AsyncMachine is not None:
+        sides["transitions"] = (machine_triggers, counter_machine())
+    if burr_core is not None:
+        sides["burr_astep"] = (burr_asteps, counter_application(run_async=True))
+        sides["burr_step"] = (burr_steps, counter_application(run_async=False))
 
-    await time_dispatch_commits(pairs_rt, warm)
-    await time_executes(exec_rt, warm)
-    if model is not None:
-        await machine_triggers(model, warm)
-
+    for run, subject in sides.values():
+        await run(subject, warm)
     # Interleave the repetitions so that drift of the machine hits every side alike.
-    clp_t, exec_t, fsm_t = [], [], []
+    runs: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(reps):
-        settle()
-        clp_t.append(await time_dispatch_commits(pairs_rt, n))
-        settle()
-        exec_t.append(await time_executes(exec_rt, n))
-        if model is not None:
+        for name, (run, subject) in sides.items():
             settle()
-            fsm_t.append(await machine_triggers(model, n))
+            runs[name].append(await run(subject, n))
 
     total = warm + n * reps
     assert pairs_rt.get_state("count") == total, "CLP counter lost updates"
     assert exec_rt.get_state("count") == total, "CLP counter (execute) lost updates"
+    if "transitions" in sides:
+        assert sides["transitions"][1].count == total, "pytransitions counter lost updates"
+    for name in ("burr_astep", "burr_step"):
+        if name in sides:
+            assert sides[name][1].state["count"] == total, f"Burr counter ({name}) lost updates"
     result: dict[str, Any] = {
         "iterations": n, "repetitions": reps,
-        "clp_dispatch_commit_per_s": n / min(clp_t),
-        "clp_dispatch_commit_us": min(clp_t) / n * 1e6,
-        "clp_execute_per_s": n / min(exec_t),
-        "clp_execute_us": min(exec_t) / n * 1e6,
-        "all_runs_s": {"dispatch_commit": clp_t, "execute": exec_t},
+        "clp_dispatch_commit_per_s": n / min(runs["dispatch_commit"]),
+        "clp_dispatch_commit_us": min(runs["dispatch_commit"]) / n * 1e6,
+        "clp_execute_per_s": n / min(runs["execute"]),
+        "clp_execute_us": min(runs["execute"]) / n * 1e6,
+        "all_runs_s": runs,
     }
-    if model is not None:
-        assert model.count == total, "pytransitions counter lost updates"
-        result["transitions_triggers_per_s"] = n / min(fsm_t)
-        result["transitions_trigger_us"] = min(fsm_t) / n * 1e6
-        result["all_runs_s"]["transitions"] = fsm_t
-        result["ratio"] = result["clp_dispatch_commit_per_s"] / result["transitions_triggers_per_s"]
-        result["target"] = f"ratio >= {TARGET_THROUGHPUT_RATIO}"
-        result["pass"] = result["ratio"] >= TARGET_THROUGHPUT_RATIO
-    else:
-        result["ratio"] = None
-        result["target"] = "pytransitions not installed: pip install 'clp-core[bench]'"
-        result["pass"] = None
+    for name, rate, unit in (("transitions", "transitions_triggers_per_s", "transitions_trigger_us"),
+                             ("burr_astep", "burr_astep_per_s", "burr_astep_us"),
+                             ("burr_step", "burr_step_per_s", "burr_step_us")):
+        if name in sides:
+            result[rate], result[unit] = n / min(runs[name]), min(runs[name]) / n * 1e6
+    no_fsm = "pytransitions not installed: pip install 'clp-core[bench]'"
+    no_burr = "apache-burr not installed: pip install 'clp-core[bench]'"
+    _ratio(result, "vs_transitions", "clp_dispatch_commit_per_s", "transitions_triggers_per_s",
+           TARGET_THROUGHPUT_RATIO, no_fsm)
+    _ratio(result, "execute_vs_transitions", "clp_execute_per_s", "transitions_triggers_per_s",
+           TARGET_EXECUTE_RATIO, no_fsm)
+    _ratio(result, "execute_vs_burr", "clp_execute_per_s", "burr_astep_per_s", TARGET_EXECUTE_RATIO, no_burr)
+    _ratio(result, "execute_vs_burr_step", "clp_execute_per_s", "burr_step_per_s", 0.0, no_burr)
+    result["execute_vs_burr_step"].update(target="information (Burr's sync step)", **{"pass": None})
+    # the dispatch+commit figures, where earlier results had them
+    result.update(ratio=result["vs_transitions"]["ratio"], target=result["vs_transitions"]["target"],
+                  **{"pass": result["vs_transitions"]["pass"]})
     return result
 
 
@@ -375,20 +461,41 @@ async def profile_pairs(n: int, top: int = 25) -> str:
     return await profile_text(lambda: time_dispatch_commits(runtime, n), top)
 
 
+async def profile_executes(n: int, top: int = 25) -> str:
+    runtime = clp.create_runtime(counter_contract(), initial_state={"count": 0}, config=CORE_ONLY)
+    await time_executes(runtime, 1000)
+    return await profile_text(lambda: time_executes(runtime, n), top)
+
+
 # -- main -------------------------------------------------------------------------------------
 def print_report(res: dict[str, Any]) -> None:
     tp, cs, lm, su = res["throughput"], res["commit_scaling"], res["log_memory"], res["startup"]
     rows: list[Row] = []
     rows.append(("CLP dispatch+commit", fmt_rate(tp["clp_dispatch_commit_per_s"]),
                  f"{tp['clp_dispatch_commit_us']:.2f} us/pair", ""))
+    rows.append(("CLP execute()", fmt_rate(tp["clp_execute_per_s"]), f"{tp['clp_execute_us']:.2f} us/call", ""))
     if tp.get("transitions_triggers_per_s"):
         rows.append(("pytransitions AsyncMachine trigger", fmt_rate(tp["transitions_triggers_per_s"]),
                      f"{tp['transitions_trigger_us']:.2f} us/trigger", ""))
-        rows.append(("  ratio CLP / pytransitions", f"{tp['ratio']:.2f}x", f"target >= {TARGET_THROUGHPUT_RATIO:g}x",
-                     verdict(tp["pass"])))
     else:
-        rows.append(("pytransitions", "not installed", "", "SKIP"))
-    rows.append(("CLP execute()", fmt_rate(tp["clp_execute_per_s"]), f"{tp['clp_execute_us']:.2f} us/call", ""))
+        rows.append(("pytransitions", "not installed", "pip install 'clp-core[bench]'", "SKIP"))
+    if tp.get("burr_astep_per_s"):
+        rows.append(("Burr Application.astep", fmt_rate(tp["burr_astep_per_s"]),
+                     f"{tp['burr_astep_us']:.2f} us/step", ""))
+        rows.append(("Burr Application.step (sync)", fmt_rate(tp["burr_step_per_s"]),
+                     f"{tp['burr_step_us']:.2f} us/step", ""))
+    else:
+        rows.append(("Apache Burr", "not installed", "pip install 'clp-core[bench]'", "SKIP"))
+    for key, label, target in (("vs_transitions", "CLP dispatch+commit / pytransitions", TARGET_THROUGHPUT_RATIO),
+                               ("execute_vs_transitions", "CLP execute / pytransitions", TARGET_EXECUTE_RATIO),
+                               ("execute_vs_burr", "CLP execute / Burr astep", TARGET_EXECUTE_RATIO),
+                               ("execute_vs_burr_step", "CLP execute / Burr step (sync)", None)):
+        r = tp[key]
+        if r["ratio"] is None:
+            continue
+        rows.append((f"  ratio {label}", f"{r['ratio']:.2f}x",
+                     "information" if target is None else f"target >= {target:g}x",
+                     "" if target is None else verdict(r["pass"])))
     for name, label in (("top_level", "top-level keys"), ("nested", "keys nested under 'data'")):
         c = cs[name]
         rows.append((f"commit, {SMALL_KEYS} {label}", f"{c['small_commit_us']:.2f} us", "", ""))
@@ -409,7 +516,8 @@ def print_report(res: dict[str, Any]) -> None:
                  verdict(su["pass"])))
 
     env = res["environment"]
-    print(f"clp_core {env['clp_core']} | transitions {env['transitions']} | Python {env['python']} "
+    print(f"clp_core {env['clp_core']} | transitions {env['transitions']} | apache-burr {env['burr']} "
+          f"| Python {env['python']} "
           f"| {env['platform']} | {env['mode']} run")
     print_table(rows)
     print_targets(res["verdicts"])
@@ -418,7 +526,8 @@ def print_report(res: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = QUICK if args.quick else FULL
     t0 = perf_counter()
-    res: dict[str, Any] = {"environment": run_environment(args.quick, transitions=TRANSITIONS_VERSION),
+    res: dict[str, Any] = {"environment": run_environment(args.quick, transitions=TRANSITIONS_VERSION,
+                                                          burr=BURR_VERSION),
                            "config": cfg}
     res["throughput"] = await bench_throughput(cfg)
     res["commit_scaling"] = await bench_commit_scaling(cfg)
@@ -426,6 +535,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["startup"] = await bench_startup(cfg)
     res["verdicts"] = {
         "throughput_vs_pytransitions": res["throughput"]["pass"],
+        "execute_vs_pytransitions": res["throughput"]["execute_vs_transitions"]["pass"],
+        "execute_vs_burr": res["throughput"]["execute_vs_burr"]["pass"],
         "commit_top_level_100k": res["commit_scaling"]["top_level"]["pass"],
         "commit_nested_100k": res["commit_scaling"]["nested"]["pass"],
         "log_bounded": res["log_memory"]["pass"],
@@ -434,6 +545,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["elapsed_s"] = perf_counter() - t0
     if args.profile:
         res["profile"] = await profile_pairs(cfg["pairs"])
+        res["profile_execute"] = await profile_executes(cfg["pairs"])
         res["profile_startup"] = await profile_startups(cfg["startups"])
     return res
 
@@ -443,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, looser figures")
     parser.add_argument(
         "--profile", action="store_true",
-        help="also print cProfiles of dispatch+commit and of startup (top 25 by own time)",
+        help="also print cProfiles of dispatch+commit, of execute and of startup (top 25 by own time)",
     )
     add_result_options(parser, "core.json")
     args = parser.parse_args(argv)
@@ -453,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"elapsed {res['elapsed_s']:.1f} s")
     if args.profile:
         print()
+        print("dispatch+commit:")
         print(res["profile"])
+        print()
+        print("execute:")
+        print(res["profile_execute"])
         print()
         print("runtime creation + first commit:")
         print(res["profile_startup"])

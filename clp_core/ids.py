@@ -11,8 +11,15 @@ import base64
 import binascii
 import random
 import time
+from typing import Any
 
-_last = [0, 0]  # the millisecond and the sequence of the last id
+_last: list[Any] = [0, 0, ""]  # the millisecond, the sequence and the text they start an id with
+
+
+def _start(ms: int) -> str:
+    """The first 15 characters of the ids of millisecond ``ms``: ``tttttttt-tttt-7``."""
+    h = f"{ms:012x}"
+    return f"{h[:8]}-{h[8:]}-7"
 
 
 def new_id() -> str:
@@ -20,14 +27,18 @@ def new_id() -> str:
     ms = time.time_ns() // 1_000_000
     last = _last
     if ms > last[0]:
-        last[0], last[1] = ms, random.getrandbits(10)  # a random start, with room to count up
+        last[0], last[1], last[2] = ms, random.getrandbits(10), _start(ms)  # a random start, room to count up
     else:
         last[1] += 1
         if last[1] > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
             last[0], last[1] = last[0] + 1, 0
+            last[2] = _start(last[0])
     # random is reseeded in a forked child, so processes never share a sequence
-    h = f"{(last[0] << 80) | (0x7 << 76) | (last[1] << 64) | (0b10 << 62) | random.getrandbits(62):032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    rest = random.getrandbits(62) | 0b10 << 62  # the variant, then 62 random bits
+    return f"{last[2]}{last[1]:03x}-{rest >> 48:04x}-{rest & 0xFFFF_FFFF_FFFF:012x}"
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def compact_id(text: str) -> str:
@@ -41,7 +52,7 @@ def compact_id(text: str) -> str:
         except ValueError:
             raw = b""
         if raw.hex() == digits:
-            return base64.urlsafe_b64encode(raw)[:22].decode()
+            return binascii.b2a_base64(raw, newline=False)[:22].translate(_URLSAFE).decode()
     return "=" + base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -169,9 +170,22 @@ class TransitionResult:
     permitted: bool
 
 
+_second: tuple[int, str] = (0, "")  # the last second formatted, and its text
+
+
+_NOT_TAKEN = TransitionResult(None, False)  # LogEntry's default
+
+
 def now() -> str:
-    """The timestamp format of log entries (ISO 8601, UTC)."""
-    return _dt.datetime.now(_dt.UTC).isoformat()
+    """The timestamp format of log entries (ISO 8601, UTC), as
+    ``datetime.now(UTC).isoformat()`` writes it; the date and time of day are formatted once
+    a second."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    second = _second
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{micros:06d}+00:00" if micros else f"{second[1]}+00:00"
 
 
 @attrs.frozen
@@ -196,7 +210,7 @@ class LogEntry:
     accepted_proposal: Mapping[str, Any] | None = attrs.field(default=None, converter=_readonly_optional)
     guard_outcomes: tuple[GuardOutcome, ...] = ()
     transition_attempted: str | None = None
-    transition_result: TransitionResult = TransitionResult(None, False)
+    transition_result: TransitionResult = _NOT_TAKEN
     state_diff: tuple[Change, ...] = ()
     proposal_source: str | None = None
     error: str | None = None
@@ -214,6 +228,105 @@ class LogEntry:
         diff changes become dicts; dates become ISO 8601 strings.
         """
         return _json_ready(converter.unstructure(self))  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:  # only for a field dispatch_entry or commit_entry left unset
+        return _set_defaults(self, name)
+
+
+def _slot_setters(cls: type, names: str) -> tuple[Any, ...]:
+    """The setters of the slots of ``cls``, whose fields are ``names`` in order: for the
+    trusted constructors below, which write a frozen class's fields once, as its
+    ``__init__`` does, without its converters."""
+    if names.split() != [a.name for a in attrs.fields(cls)]:  # a field added: add it below too
+        raise AssertionError(f"the fields of {cls.__name__} are not {names}")
+    return tuple(vars(cls)[name].__set__ for name in names.split())
+
+
+_new = object.__new__
+_i_name, _i_payload, _i_complete, _i_source, _i_id = _slot_setters(Intent, "name payload complete source id")
+(_e_intent_name, _e_intent_payload, _e_phase, _e_timestamp, _e_staged_proposal, _e_accepted_proposal,
+ _e_guard_outcomes, _e_transition_attempted, _e_transition_result, _e_state_diff, _e_proposal_source, _e_error,
+ _e_replay, _e_idempotency_key, _e_validation_errors, _e_detail, _e_intent_id, _e_proposal_meta) = _slot_setters(
+    LogEntry, "intent_name intent_payload phase timestamp staged_proposal accepted_proposal guard_outcomes "
+    "transition_attempted transition_result state_diff proposal_source error replay idempotency_key "
+    "validation_errors detail intent_id proposal_meta")
+
+
+def trusted_intent(name: str, payload: FrozenDict, complete: bool, id: str | None = None) -> Intent:
+    """``Intent(name, payload, complete, id=id)`` for a payload already frozen (:func:`freeze`),
+    without the converter: the runtime's hot path."""
+    intent = _new(Intent)
+    _i_name(intent, name)
+    _i_payload(intent, payload)
+    _i_complete(intent, complete)
+    _i_source(intent, "user")
+    _i_id(intent, new_id() if id is None else id)
+    return intent  # type: ignore[no-any-return]
+
+
+# The fields a dispatch entry and a successful commit's entry made by the functions below
+# leave unset, at their defaults: the first read of one sets them all (LogEntry.__getattr__).
+_COMMIT_UNSET = (
+    (_e_staged_proposal, None), (_e_accepted_proposal, None), (_e_error, None), (_e_replay, False),
+    (_e_validation_errors, ()), (_e_detail, None), (_e_proposal_meta, None))
+_DISPATCH_UNSET = (
+    *_COMMIT_UNSET, (_e_guard_outcomes, ()), (_e_transition_attempted, None), (_e_transition_result, _NOT_TAKEN),
+    (_e_state_diff, ()), (_e_proposal_source, None), (_e_idempotency_key, None))
+_UNSET = frozenset({
+    "staged_proposal", "accepted_proposal", "error", "replay", "validation_errors", "detail", "proposal_meta",
+    "guard_outcomes", "transition_attempted", "transition_result", "state_diff", "proposal_source",
+    "idempotency_key"})
+
+
+_TAKEN: dict[str | None, TransitionResult] = {}
+
+
+def _set_defaults(entry: LogEntry, name: str) -> Any:
+    if name not in _UNSET:
+        raise AttributeError(f"{type(entry).__name__!r} object has no attribute {name!r}", name=name, obj=entry)
+    for setter, value in _DISPATCH_UNSET if entry.phase == "dispatch" else _COMMIT_UNSET:
+        setter(entry, value)
+    return getattr(entry, name)
+
+
+def dispatch_entry(intent: Intent) -> LogEntry:
+    """``LogEntry(intent_name=..., intent_payload=..., phase="dispatch", intent_id=...)`` of
+    ``intent``, made for the runtime's hot path: no converter runs (the intent's payload is
+    frozen already) and the other fields are their defaults, set when first read."""
+    entry = _new(LogEntry)
+    _e_intent_name(entry, intent.name)
+    _e_intent_payload(entry, intent.payload)
+    _e_phase(entry, "dispatch")
+    _e_timestamp(entry, now())
+    _e_intent_id(entry, intent.id)
+    return entry  # type: ignore[no-any-return]
+
+
+def commit_entry(
+    intent: Intent, guard_outcomes: tuple[GuardOutcome, ...], transition: str | None,
+    state_diff: tuple[Change, ...], idempotency_key: str | None,
+) -> LogEntry:
+    """The entry of ``intent``'s successful commit through ``transition`` (``transition_attempted``
+    and ``transition_result``, ``proposal_source`` the intent's source), as :func:`dispatch_entry`
+    makes one: the fields a success leaves at their defaults are set when first read."""
+    entry = _new(LogEntry)
+    _e_intent_name(entry, intent.name)
+    _e_intent_payload(entry, intent.payload)
+    _e_phase(entry, "commit")
+    _e_timestamp(entry, now())
+    _e_guard_outcomes(entry, guard_outcomes)
+    _e_transition_attempted(entry, transition)
+    taken = _TAKEN.get(transition)
+    if taken is None:
+        taken = TransitionResult(transition, True)
+        if len(_TAKEN) < 1024:  # one per transition name (they are immutable)
+            _TAKEN[transition] = taken
+    _e_transition_result(entry, taken)
+    _e_state_diff(entry, state_diff)
+    _e_proposal_source(entry, intent.source)
+    _e_idempotency_key(entry, idempotency_key)
+    _e_intent_id(entry, intent.id)
+    return entry  # type: ignore[no-any-return]
 
 
 converter = cattrs.Converter()
@@ -239,9 +352,10 @@ class AuditLog:
         self.dropped = 0
 
     def append(self, entry: LogEntry) -> None:
-        if self._entries.maxlen is not None and len(self._entries) == self._entries.maxlen:
+        entries = self._entries
+        if len(entries) == entries.maxlen:  # never, unbounded (maxlen None)
             self.dropped += 1
-        self._entries.append(entry)
+        entries.append(entry)
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(self._entries)

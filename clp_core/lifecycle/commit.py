@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Mapping
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple, NoReturn
 
 from ..contract import Contract, Guard, Transition
 from ..errors import (
@@ -33,8 +31,7 @@ from .context import Context
 from .intake import Intake
 
 
-@attrs.frozen
-class CommitResult:
+class CommitResult(NamedTuple):  # a named tuple: half the cost of a frozen attrs class to make
     """What one attempt did. Exactly one of ``error``, ``replayed`` and ``undo`` is set:
     it failed, it was answered from an idempotency record, or its effects are applied to the
     state (``undo`` rolls them back)."""
@@ -77,12 +74,15 @@ async def attempt(
                 return _denial(intake, guard, ctx, tuple(outcomes), name)
         transition = _choose(contract, name, ctx)
         transition_name = transition.name
-        key = _idempotency_key(transition, ctx)
-        effects = await _effects(transition, ctx)
+        key = None if transition.idempotency_key is None else _idempotency_key(transition, ctx)
+        effects = _effects(transition, ctx)
+        if type(effects) is not dict:
+            effects = await _awaited_effects(transition, effects)
         writer = Writer(state)
         try:
             writer.apply_effects(effects)
-            intake.check_state(state)
+            if intake.validator is not None:
+                intake.check_state(state)
             emitted = () if transition.emit is None else collect(
                 transition.emit(Context(intent, StateView(state))), transition=str(transition.name),
                 intent_id=intent.id, aggregate=aggregate)
@@ -145,7 +145,10 @@ def _choose(contract: Contract, name: str | None, ctx: Context) -> Transition:
         if transition is None or not _holds(transition, ctx):
             raise NoMatchingTransitionError(name)
         return transition
-    matching = [t for t in transitions.values() if _holds(t, ctx)]
+    matching = []
+    for transition in transitions.values():
+        if transition.when is None or _holds(transition, ctx):
+            matching.append(transition)
     if len(matching) != 1:
         raise AmbiguousTransitionError(len(matching))
     return matching[0]
@@ -174,26 +177,40 @@ def _idempotency_key(transition: Transition, ctx: Context) -> str | None:
     return None if key is None else str(key)
 
 
-async def _effects(transition: Transition, ctx: Context) -> Mapping[str, Any]:
-    name = str(transition.name)
+def _effects(transition: Transition, ctx: Context) -> Any:
+    """What ``effects(ctx)`` returned: a dict (the usual), else what :func:`_awaited_effects` takes."""
     try:
-        result = transition.effects(ctx)
-        if inspect.isawaitable(result):
+        return transition.effects(ctx)
+    except Exception as exc:
+        _effects_failed(transition, exc)
+
+
+async def _awaited_effects(transition: Transition, result: Any) -> Mapping[str, Any]:
+    """The effects of a result that is not a dict: awaited (within ``timeout``) if awaitable,
+    then checked to be a mapping (``None``: no changes)."""
+    name = str(transition.name)
+    if inspect.isawaitable(result):
+        try:
             if transition.timeout is not None:
                 result = await asyncio.wait_for(_as_coroutine(result), transition.timeout)
             else:
                 result = await result
-    except TimeoutError as exc:
-        raise EffectTimeoutError(f"effects of {name} timed out after {transition.timeout} s", where=name) from exc
-    except ClpError:
-        raise
-    except Exception as exc:
-        raise EffectError(f"effects of {name} failed: {type(exc).__name__}: {exc}", where=name) from exc
+        except Exception as exc:
+            _effects_failed(transition, exc)
     if result is None:
         return {}
     if not isinstance(result, Mapping):
         raise EffectError(f"effects of {name} returned {type(result).__name__}, expected a dict", where=name)
     return result
+
+
+def _effects_failed(transition: Transition, exc: Exception) -> NoReturn:
+    name = str(transition.name)
+    if isinstance(exc, TimeoutError):
+        raise EffectTimeoutError(f"effects of {name} timed out after {transition.timeout} s", where=name) from exc
+    if isinstance(exc, ClpError):
+        raise exc
+    raise EffectError(f"effects of {name} failed: {type(exc).__name__}: {exc}", where=name) from exc
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:

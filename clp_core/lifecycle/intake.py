@@ -11,7 +11,7 @@ import attrs
 
 from ..contract import CompiledIntent, Contract, Guard
 from ..errors import ConfigError, NestingError, ProposalError, UnknownIntentError, ValidationError
-from ..log import Intent, Proposal, Proposed
+from ..log import FrozenDict, Intent, Proposal, Proposed, trusted_intent
 from ..state import State, StateView, plain
 from ..validation import Validator
 
@@ -36,6 +36,19 @@ def is_complete(compiled: CompiledIntent, payload: Mapping[str, Any]) -> bool:
     return all(payload.get(f) is not None for f in compiled.required)
 
 
+_KINDS: dict[str, frozenset[type]] = {  # the types a check accepts without looking at the value
+    "string": frozenset({str}), "number": frozenset({int}), "integer": frozenset({int}),
+    "boolean": frozenset({bool}), "any": frozenset({str, int, bool}),
+}
+
+
+def _scalar_inputs(compiled: CompiledIntent) -> tuple[dict[str, frozenset[type]], tuple[str, ...]]:
+    """For :meth:`Intake.intent`'s shortcut: each input's scalar types that need no further
+    check (``None`` fits any input), and the required inputs."""
+    kinds = {f: _KINDS.get(t.base, frozenset()) | {type(None)} for f, t in compiled.inputs.items()}
+    return kinds, compiled.required
+
+
 def _only_inputs(compiled: CompiledIntent, values: Mapping[str, Any]) -> None:
     for key in values:
         if key not in compiled.inputs:
@@ -57,6 +70,8 @@ class Intake:
     def __init__(self, contract: Contract, validator: Validator | None, strict: bool) -> None:
         self.contract, self.validator, self.strict = contract, validator, strict
         self.failures: list[ValidationError] = []
+        # intent name -> (input -> the scalar types it takes as they are, required inputs)
+        self._scalars: dict[str, tuple[dict[str, frozenset[type]], tuple[str, ...]]] = {}
 
     def take_failures(self) -> list[ValidationError]:
         failures, self.failures = self.failures, []
@@ -64,11 +79,28 @@ class Intake:
 
     def intent(self, name: str, payload: Mapping[str, Any] | None, intent_id: str | None = None) -> Intent:
         """The intent a dispatch makes current; ``intent_id`` names it (a new id by default)."""
+        if payload is None:
+            payload = {}
+        if type(payload) is dict and self.validator is None and (
+                intent_id is None or (type(intent_id) is str and 0 < len(intent_id) <= 128)):
+            scalars = self._scalars.get(name)
+            if scalars is None and (known := self.contract.intent(name)) is not None:
+                scalars = self._scalars[name] = _scalar_inputs(known)
+            if scalars is not None:  # the usual payload, flat scalars of the declared types
+                kinds, required = scalars
+                for key, value in payload.items():
+                    accepted = kinds.get(key)
+                    if accepted is None or type(value) not in accepted:
+                        break
+                else:
+                    complete = True
+                    for field in required:
+                        if payload.get(field) is None:
+                            complete = False
+                    return trusted_intent(name, FrozenDict(payload), complete, intent_id)
         compiled = self.contract.intent(name)
         if compiled is None:
             raise UnknownIntentError(name)
-        if payload is None:
-            payload = {}
         if not isinstance(payload, Mapping):
             raise ValidationError(
                 f"payload of {name}", [{"field": "<payload>", "expected": "object", "got": type(payload).__name__}])

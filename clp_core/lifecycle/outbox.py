@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClpError, GuardDeniedError, StorageError
+import attrs
+
+from ..errors import ClpError, GuardDeniedError, StorageError, ValidationError
 from ..log import AuditLog, Intent, LogEntry, Proposal
 from ..plugins import HookRunner
 from ..state import Path, State, StateView, parse_path, touches
@@ -39,6 +41,26 @@ class Outbox:
         if self._ships:
             self._entries.append(entry)
 
+    def entry(self, intent: Intent | None, phase: str, failures: Sequence[ValidationError], **fields: Any) -> LogEntry:
+        """The log entry of ``intent`` at ``phase``, with ``fields``; a lenient validator's
+        ``failures`` go on it (``validation_errors``) and, at the next flush, to ``on_error``."""
+        return self.noted(LogEntry(
+            intent_name=intent.name if intent else None,
+            intent_payload=intent.payload if intent else None,
+            phase=phase,
+            intent_id=intent.id if intent else None,
+            **fields,
+        ), failures)
+
+    def noted(self, entry: LogEntry, failures: Sequence[ValidationError]) -> LogEntry:
+        """``entry`` with a lenient validator's ``failures`` (``validation_errors``), which go
+        to ``on_error`` at the next flush too."""
+        if not failures:
+            return entry
+        for exc in failures:
+            self.defer_error(exc, entry.phase)
+        return attrs.evolve(entry, validation_errors=tuple(e for exc in failures for e in exc.errors))
+
     def defer_error(self, error: BaseException, phase: str) -> None:
         """Report ``error`` to ``on_error`` at the next flush (it did not fail the phase)."""
         self._errors.append((error, phase))
@@ -59,6 +81,10 @@ class Outbox:
         finally:
             self._flushing = False
 
+    def shipment(self) -> Awaitable[None] | None:
+        """:meth:`flush`, or ``None`` when nothing waits to be shipped."""
+        return self.flush() if self._entries or self._errors else None
+
     async def report(self, error: BaseException, phase: str) -> None:
         if isinstance(error, StorageError):
             phase = "storage"
@@ -71,6 +97,9 @@ class Outbox:
             for error in await self.hooks.call_quietly(hook, **kwargs):
                 await self.report(error, hook)
 
+    def owed(self, hook: str, **kwargs: Any) -> Awaitable[None] | None:
+        """:meth:`after`, or ``None`` when no plugin implements ``hook`` (nothing to await)."""
+        return self.after(hook, **kwargs) if self.hooks.has(hook) else None
 
     async def refused(
         self, result: CommitResult | None, error: ClpError, intent: Intent | None, staged: Proposal | None
@@ -93,24 +122,24 @@ class Subscribers:
     """Callbacks on paths of the state, called after commits that touched them."""
 
     def __init__(self) -> None:
-        self._callbacks: dict[int, tuple[Path, Subscriber]] = {}
+        self.callbacks: dict[int, tuple[Path, Subscriber]] = {}  # token -> path and callback
         self._next = 0
 
     def add(self, path: str, callback: Subscriber) -> Callable[[], None]:
         watched = parse_path(path)
         token, self._next = self._next, self._next + 1
-        self._callbacks[token] = (watched, callback)
+        self.callbacks[token] = (watched, callback)
 
         def unsubscribe() -> None:
-            self._callbacks.pop(token, None)
+            self.callbacks.pop(token, None)
 
         return unsubscribe
 
     async def notify(self, changed: Sequence[Path], state: State, outbox: Outbox) -> None:
-        if not changed or not self._callbacks:
+        if not changed or not self.callbacks:
             return
         view = StateView(state)
-        for watched, callback in list(self._callbacks.values()):
+        for watched, callback in list(self.callbacks.values()):
             if touches(changed, watched):
                 try:
                     result = callback(view)

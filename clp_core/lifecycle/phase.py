@@ -4,7 +4,6 @@ the deliveries the call queued made, and a failure reported."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -12,15 +11,18 @@ from typing import Any
 from ..errors import ClpError
 from .outbox import Outbox
 
-Later = Callable[[], Awaitable[None]]
+Later = tuple[Callable[..., Awaitable[None] | None], tuple[Any, ...], dict[str, Any]]
 
 
 class Phase:
     """``async with Phase(...) as phase:`` around the body of a lifecycle call.
 
-    ``phase.then(fn, ...)`` queues ``await fn(...)`` for after the lock; on a :class:`ClpError`
-    the queued calls still run (what happened before the failure happened), then
-    ``phase.on_failure(error)`` (default: ``on_error`` with the phase's name).
+    ``phase.then(fn, ...)`` queues ``fn(...)`` for after the lock, awaited when it returns
+    an awaitable (``None``: nothing to do); on a :class:`ClpError` the queued calls still
+    run (what happened before the failure happened), then ``phase.on_failure(error)``
+    (default: ``on_error`` with the phase's name). ``hydrate`` is ``None`` once there is
+    nothing to load; ``flush`` too returns an awaitable, or ``None`` when there is nothing
+    to ship.
     """
 
     __slots__ = ("_flush", "_hydrate", "_lock", "_outbox", "later", "name", "on_failure")
@@ -29,8 +31,8 @@ class Phase:
         self,
         name: str,
         lock: asyncio.Lock,
-        hydrate: Callable[[], Awaitable[None]],
-        flush: Callable[[], Awaitable[None]],
+        hydrate: Callable[[], Awaitable[None]] | None,
+        flush: Callable[[], Awaitable[None] | None],
         outbox: Outbox,
     ) -> None:
         self.name = name
@@ -38,27 +40,32 @@ class Phase:
         self.later: list[Later] = []
         self.on_failure: Callable[[ClpError], Awaitable[None]] | None = None
 
-    def then(self, fn: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> None:
-        self.later.append(functools.partial(fn, *args, **kwargs))
+    def then(self, fn: Callable[..., Awaitable[None] | None], *args: Any, **kwargs: Any) -> None:
+        self.later.append((fn, args, kwargs))
 
     async def __aenter__(self) -> Phase:
         await self._lock.acquire()
-        try:
-            await self._hydrate()
-        except BaseException as exc:
-            await self.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        if self._hydrate is not None:
+            try:
+                await self._hydrate()
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._lock.release()
-        await self._flush()
+        flushing = self._flush()
+        if flushing is not None:
+            await flushing
         if exc is not None and not isinstance(exc, ClpError):
             return
-        for later in self.later:
-            await later()
+        for fn, args, kwargs in self.later:
+            pending = fn(*args, **kwargs)
+            if pending is not None:
+                await pending
         if isinstance(exc, ClpError):
             if self.on_failure is not None:
                 await self.on_failure(exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -28,12 +28,12 @@ from ..errors import (
     UnknownIntentError,
 )
 from ..events import EventStore
-from ..log import AuditLog, Intent, LogEntry, Proposal, TransitionResult, now
+from ..log import AuditLog, Intent, LogEntry, Proposal, commit_entry, dispatch_entry, now
 from ..messages import Message
 from ..persistence import DocumentPersistence, EventPersistence, Persistence, Records
 from ..plugins import runtime_hooks
 from ..resolve import resolve_event_store, resolve_storage
-from ..state import State, changed_paths, copy_value, lookup, parse_path, plain
+from ..state import Change, State, changed_paths, copy_value, lookup, parse_path, plain
 from ..validation import build_validator, intent_json_schema
 from . import commit
 from .commit import CommitResult
@@ -166,11 +166,17 @@ class Runtime(History):
         return self._persistence.records.pending()
 
     def _phase(self, name: str) -> Phase:
-        return Phase(name, self._lock, self._ensure_hydrated, self._flush, self._outbox)
+        return Phase(name, self._lock, None if self._hydrated else self._ensure_hydrated, self._shipment, self._outbox)
 
     async def _flush(self) -> None:
-        self._intake.failures.clear()  # failures of a call that logged nothing are dropped with it
-        await self._outbox.flush()
+        shipping = self._shipment()
+        if shipping is not None:
+            await shipping
+
+    def _shipment(self) -> Awaitable[None] | None:
+        if self._intake.failures:
+            self._intake.failures.clear()  # failures of a call that logged nothing are dropped with it
+        return self._outbox.shipment()
 
     # -- reads -------------------------------------------------------------------------
     def get_state(self, path: str | None = None) -> Any:
@@ -237,7 +243,7 @@ class Runtime(History):
             self._staged = proposal
             self._outbox.record(self._entry(intent, "propose", staged_proposal=proposal.values,
                                             proposal_source=proposal.source, proposal_meta=meta))
-            phase.then(self._outbox.after, "after_propose", intent=intent, proposal=proposal)
+            phase.then(self._outbox.owed, "after_propose", intent=intent, proposal=proposal)
         return plain(proposal.values)  # type: ignore[no-any-return]
 
     async def accept_proposal(
@@ -291,18 +297,10 @@ class Runtime(History):
 
     # -- phases (called with the lock held) ---------------------------------------------
     def _entry(self, intent: Intent | None, phase: str, **fields: Any) -> LogEntry:
-        failures = self._intake.take_failures() if self._intake.failures else ()
-        if failures:
-            fields["validation_errors"] = tuple(e for exc in failures for e in exc.errors)
-            for exc in failures:
-                self._outbox.defer_error(exc, phase)
-        return LogEntry(
-            intent_name=intent.name if intent else None,
-            intent_payload=intent.payload if intent else None,
-            phase=phase,
-            intent_id=intent.id if intent else None,
-            **fields,
-        )
+        return self._outbox.entry(intent, phase, self._intake.take_failures(), **fields)
+
+    def _noted(self, entry: LogEntry) -> LogEntry:
+        return self._outbox.noted(entry, self._intake.take_failures()) if self._intake.failures else entry
 
     def _current(self, name: str | None, action: str) -> tuple[Intent, Proposal]:
         if self._intent is None or (name is not None and self._intent.name != name):
@@ -315,11 +313,13 @@ class Runtime(History):
         self, name: str, payload: Mapping[str, Any] | None, phase: Phase, intent_id: str | None = None
     ) -> Intent:
         intent = self._intake.intent(name, payload, intent_id)
-        await self.hooks.call("before_dispatch", intent=intent)
+        if self.hooks.has("before_dispatch"):
+            await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
-        entry = self._entry(intent, "dispatch")
+        entry = self._noted(dispatch_entry(intent))
         self._outbox.record(entry)
-        phase.then(self._outbox.after, "after_dispatch", intent=intent, entry=entry)
+        if self.hooks.has("after_dispatch"):
+            phase.then(self._outbox.owed, "after_dispatch", intent=intent, entry=entry)
         return intent
 
     async def _commit(self, name: str | None, phase: Phase) -> LogEntry:
@@ -332,7 +332,8 @@ class Runtime(History):
                 raise UnacceptedProposalError()
             if not intent.complete:
                 raise IncompleteIntentError()
-            await self.hooks.call("before_commit", intent=intent)
+            if self.hooks.has("before_commit"):
+                await self.hooks.call("before_commit", intent=intent)
             if self._unsure:  # the last save may have landed: see what storage holds
                 self._state = await self._persistence.refresh(self._state)
                 self._unsure = False
@@ -375,15 +376,8 @@ class Runtime(History):
                 phase.then(self._send, owed)
         else:
             assert result.undo is not None
-            entry = self._entry(
-                intent, "commit",
-                guard_outcomes=result.guard_outcomes,
-                transition_attempted=result.transition,
-                transition_result=TransitionResult(result.transition, True),
-                state_diff=result.changes,
-                idempotency_key=result.idempotency_key,
-                proposal_source=intent.source,
-            )
+            entry = self._noted(commit_entry(intent, result.guard_outcomes, result.transition, result.changes,
+                                             result.idempotency_key))
             try:
                 await self._persistence.save(self._state, entry, result.messages)
             except BaseException as exc:
@@ -394,22 +388,25 @@ class Runtime(History):
                     raise
                 raise EffectError(f"saving the commit of {result.transition} failed: {type(exc).__name__}: {exc}",
                                   where=str(result.transition)) from exc
-            phase.then(self._notify, changed_paths(result.changes))
+            phase.then(self._notify, result.changes)
             if result.messages:
                 phase.then(self._send, result.messages)
         self._intent = self._staged = None
         self._outbox.record(entry)
-        phase.then(self._outbox.after, "after_commit", intent=intent, entry=entry)
+        if self.hooks.has("after_commit"):
+            phase.then(self._outbox.owed, "after_commit", intent=intent, entry=entry)
         return entry
 
-    async def _send(self, messages: Sequence[Message]) -> None:
+    def _send(self, messages: Sequence[Message]) -> None:
         # eager, so the deliveries start now: with a storage that never suspends (memory) or a
         # caller that commits back to back, they would otherwise wait, and every save would
         # write the whole growing outbox again
         self._courier.send(messages, eager=True)
 
-    async def _notify(self, changed: list[tuple[str, ...]]) -> None:
-        await self._subscribers.notify(changed, self._state, self._outbox)
+    def _notify(self, changes: Sequence[Change]) -> Awaitable[None] | None:
+        if not changes or not self._subscribers.callbacks:
+            return None
+        return self._subscribers.notify(changed_paths(changes), self._state, self._outbox)
 
 
 def create_runtime(

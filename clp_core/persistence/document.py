@@ -101,6 +101,10 @@ class DocumentPersistence:
 
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
         self.records.add(entry, messages)
+        if not self.save_on_commit:  # in memory: what _write would do, without the document
+            if self.records.unwritten():
+                self.records.written(set(self.records.acked))
+            return
         fields = ["intents"] if entry.intent_id is not None and self.records.window else []
         if entry.idempotency_key is not None:
             fields.append("idempotency")

@@ -13,6 +13,7 @@ from ..errors import NestingError, PathError, StateValueError
 from .paths import MAX_DEPTH, _short, is_reserved, lookup, parse_path
 
 _SCALARS = (str, int, float, bool, type(None), _dt.date)  # datetime is a date
+_FLAT = frozenset({str, int, float, bool, type(None)})
 
 
 #: The deepest :func:`plain` copies (payloads and other values that are not state may nest
@@ -103,6 +104,8 @@ class _View:
 
 def view(value: Any) -> Any:
     """Wrap a container in a read-only view; scalars pass through."""
+    if type(value) in _FLAT:
+        return value
     if isinstance(value, dict):
         return StateView(value)
     if isinstance(value, list):

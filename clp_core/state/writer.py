@@ -4,6 +4,7 @@ records, and which paths a list of changes touches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+_FLAT = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_int(value: Any) -> bool:
@@ -198,8 +202,24 @@ class Writer:
     # -- effects ------------------------------------------------------------------------
     def apply_effects(self, result: Mapping[str, Any]) -> None:
         """Apply an effect's result: dot-path keys, deep-merged dicts and :mod:`ops`."""
+        root = self.root
         for key, value in result.items():
-            self._apply(parse_path(key), value)
+            kind = type(value)
+            if (kind not in _FLAT or type(key) is not str or "." in key or not key or key[:2] == "__"
+                    or (kind is float and not math.isfinite(value))):
+                self._apply(parse_path(key), value)
+                continue
+            # a scalar at a top-level key (the usual effect): what set() does, without the walk
+            if key in root:
+                old = root[key]
+                if type(old) is kind and old == value:
+                    continue
+                self._undo.append(("restore", root, key, old))
+            else:
+                self._undo.append(("delete", root, key, None))
+            root[key] = value
+            if self.journal:
+                self.changes.append(Change("set", key, value))
 
     def _apply(self, path: Path, value: Any) -> None:
         where = format_path(path)
