@@ -302,6 +302,23 @@ def dispatch_entry(intent: Intent) -> LogEntry:
     return entry  # type: ignore[no-any-return]
 
 
+def delivery_entry(intent_id: str | None, detail: Mapping[str, Any], error: str | None) -> LogEntry:
+    """``LogEntry(intent_name=None, intent_payload=None, phase="deliver", intent_id=...,
+    detail=..., error=...)``, made as :func:`dispatch_entry` makes one (``detail`` is a fresh
+    dict of plain values, frozen here)."""
+    entry = _new(LogEntry)
+    _e_intent_name(entry, None)
+    _e_intent_payload(entry, None)
+    _e_phase(entry, "deliver")
+    _e_timestamp(entry, now())
+    _e_intent_id(entry, intent_id)
+    for setter, value in _DISPATCH_UNSET:
+        setter(entry, value)
+    _e_detail(entry, _readonly(detail))
+    _e_error(entry, error)
+    return entry  # type: ignore[no-any-return]
+
+
 def commit_entry(
     intent: Intent, guard_outcomes: tuple[GuardOutcome, ...], transition: str | None,
     state_diff: tuple[Change, ...], idempotency_key: str | None,

@@ -24,7 +24,9 @@ class Message:
     aggregate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "topic": self.topic, "payload": copy_value(self.payload),
+        """As stored in an outbox. The payload is shared, not copied: a message's payload is
+        its own copy (``collect`` makes it), never changed after."""
+        return {"id": self.id, "topic": self.topic, "payload": self.payload,
                 "intent_id": self.intent_id, "aggregate": self.aggregate}
 
     @classmethod
@@ -38,11 +40,12 @@ def collect(emitted: Any, *, transition: str, intent_id: str, aggregate: str) ->
     messages of this commit; anything else is an :class:`EffectError`."""
     if emitted is None:
         return ()
-    if isinstance(emitted, (Message, tuple)) and not _is_pairs(emitted):
-        emitted = [emitted]
-    if not isinstance(emitted, Iterable) or isinstance(emitted, (str, bytes, Mapping)):
-        raise EffectError(f"emit of {transition} returned {type(emitted).__name__}, expected messages",
-                          where=transition)
+    if type(emitted) is not list:  # a list (the usual) needs none of these checks
+        if isinstance(emitted, (Message, tuple)) and not _is_pairs(emitted):
+            emitted = [emitted]
+        if not isinstance(emitted, Iterable) or isinstance(emitted, (str, bytes, Mapping)):
+            raise EffectError(f"emit of {transition} returned {type(emitted).__name__}, expected messages",
+                              where=transition)
     messages = []
     for item in emitted:
         if isinstance(item, Message):
@@ -54,9 +57,9 @@ def collect(emitted: Any, *, transition: str, intent_id: str, aggregate: str) ->
                               where=transition)
         if not isinstance(topic, str) or not topic:
             raise EffectError(f"emit of {transition}: a message topic must be a non-empty string", where=transition)
-        if not isinstance(payload, Mapping):
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise EffectError(f"emit of {transition}: the payload of {topic!r} must be a dict", where=transition)
-        messages.append(Message(topic, copy_value(dict(payload), f"message {topic}"),
+        messages.append(Message(topic, copy_value(payload, "message " + topic, depth=1),
                                 id=item.id if isinstance(item, Message) else new_id(),
                                 intent_id=intent_id, aggregate=aggregate))
     return tuple(messages)

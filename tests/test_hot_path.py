@@ -99,6 +99,12 @@ def _made(kind: str) -> tuple[LogEntry, LogEntry]:
         entry = dispatch_entry(intent)
         return entry, LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="dispatch",
                                timestamp=entry.timestamp, intent_id=intent.id)
+    if kind in ("deliver", "deliver-failed"):
+        error = "TimeoutError: slow" if kind == "deliver-failed" else None
+        detail = {"message_id": "m1", "topic": "placed", "attempts": 2}
+        entry = log.delivery_entry(intent.id, detail, error)
+        return entry, LogEntry(intent_name=None, intent_payload=None, phase="deliver", timestamp=entry.timestamp,
+                               intent_id=intent.id, detail=detail, error=error)
     outcomes, change = (log.GuardOutcome("g", False),), Change("set", "placed", True)
     entry = commit_entry(intent, outcomes, "place", (change,), "k")
     return entry, LogEntry(intent_name="order", intent_payload={"sku": "A1"}, phase="commit",
@@ -113,7 +119,7 @@ def test_trusted_intents_are_what_the_class_makes() -> None:
     assert trusted_intent("order", FrozenDict({}), False, "given").id == "given"
 
 
-@pytest.mark.parametrize("kind", ["dispatch", "commit"])
+@pytest.mark.parametrize("kind", ["dispatch", "commit", "deliver", "deliver-failed"])
 @pytest.mark.parametrize("first", [None, *(a.name for a in attrs.fields(LogEntry))])
 def test_hot_path_entries_are_what_the_class_makes(kind: str, first: str | None) -> None:
     """Whichever field is read first (the ones left at their defaults are set then)."""
@@ -123,7 +129,7 @@ def test_hot_path_entries_are_what_the_class_makes(kind: str, first: str | None)
     assert entry == expected and repr(entry) == repr(expected)
 
 
-@pytest.mark.parametrize("kind", ["dispatch", "commit"])
+@pytest.mark.parametrize("kind", ["dispatch", "commit", "deliver", "deliver-failed"])
 def test_hot_path_entries_copy_pickle_evolve_and_convert_as_others(kind: str) -> None:
     for make in (lambda e: e, copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e)),
                  lambda e: attrs.evolve(e), lambda e: log.entry_from_dict(log.entry_to_dict(e))):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError, DeliveryError
-from ..log import LogEntry
+from ..log import delivery_entry
 from ..messages import Message
 from ..plugins import HookRunner
 from .outbox import Outbox
@@ -130,14 +130,12 @@ class Courier:
             detail = {"message_id": message.id, "topic": message.topic, "attempts": attempt}
             if error is None:
                 self._delivered([message.id])
-                self._outbox.record(LogEntry(intent_name=None, intent_payload=None, phase="deliver",
-                                             intent_id=message.intent_id, detail=detail))
+                self._outbox.record(delivery_entry(message.intent_id, detail, None))
             else:
                 problem = f"delivery of {message.topic} message {message.id} failed: {type(error).__name__}: {error}"
                 logger.warning("clp %s", problem)
                 self._failed(message.id, f"{type(error).__name__}: {error}", attempt)
-                self._outbox.record(LogEntry(intent_name=None, intent_payload=None, phase="deliver",
-                                             intent_id=message.intent_id, detail=detail, error=problem))
+                self._outbox.record(delivery_entry(message.intent_id, detail, problem))
                 failure = error if isinstance(error, DeliveryError) else DeliveryError(problem)
                 failure.__cause__ = error if failure is not error else None
                 self._outbox.defer_error(failure, "deliver")
