@@ -16,7 +16,7 @@ and the dict dropped unless the caller keeps it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import codec
@@ -28,8 +28,35 @@ FORMAT_VERSION = 1
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _upcasters: dict[int, Upcaster] = {}
 
-#: One stored event of a stream: the seq it is filed under, and its stored text.
-Row = tuple[int, str | bytes]
+class Checked(dict[str, Any]):
+    """A stored event as :func:`decode_row` reads it, kept by a store that serves it again
+    (:class:`~clp_core.events.MemoryEventStore`) in place of its text. Shared: never changed,
+    and replay copies the arrays and objects it puts into a state."""
+
+
+#: One stored event of a stream: the seq it is filed under, and its stored text (or, from a
+#: store that keeps them, the event as read: :class:`Checked`).
+Row = tuple[int, "str | bytes | Checked"]
+
+#: How many events of one stream :func:`checked_rows` keeps read.
+CHECKED_PER_STREAM = 100_000
+
+
+def checked_rows(rows: Iterable[Row], kept: dict[int, tuple[Any, Checked]], aggregate_id: str,
+                 backend: str) -> list[Row]:
+    """``rows`` with each text replaced by the event as read (:func:`decode_row`), read once
+    and then taken from ``kept`` (``seq -> (text, event)``; an entry whose text is not the row's,
+    replaced since, is read again). At most :data:`CHECKED_PER_STREAM` are kept; others stay text."""
+    out: list[Row] = []
+    for seq, text in rows:
+        hit = kept.get(seq)
+        if hit is None or hit[0] is not text:
+            if len(kept) >= CHECKED_PER_STREAM and hit is None:
+                out.append((seq, text))
+                continue
+            hit = kept[seq] = (text, Checked(decode_row(seq, text, aggregate_id, backend)))
+        out.append((seq, hit[1]))
+    return out
 
 _TEXT_FIELDS = ("intent_name", "proposal_source", "transition", "timestamp", "idempotency_key", "intent_id")
 
@@ -157,11 +184,16 @@ def replay_rows(state: dict[str, Any], rows: Sequence[Row], aggregate_id: str, b
     paths: dict[Any, Parsed] = {}
     fast = codec.plain_object
     for seq, text in rows:
-        raw = fast(text)
-        if raw is None or not _common(raw, seq, aggregate_id):
-            raw = decode_row(seq, text, aggregate_id, backend)  # raises, upcasts, or opens
+        shared = isinstance(text, Checked)
+        if isinstance(text, Checked):
+            raw: dict[str, Any] | None = text
+        else:
+            raw = fast(text)
+            if raw is None or not _common(raw, seq, aggregate_id):
+                raw = decode_row(seq, text, aggregate_id, backend)  # raises, upcasts, or opens
+        assert raw is not None
         try:
-            apply_stored(state, raw.get("diff") or (), paths)
+            apply_stored(state, raw.get("diff") or (), paths, shared=shared)
         except (PathError, KeyError, TypeError, ValueError) as exc:
             raise CorruptStateError(f"event {seq} of {aggregate_id!r} cannot be applied: {type(exc).__name__}: "
                                     f"{exc}", backend=backend) from exc

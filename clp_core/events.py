@@ -19,7 +19,7 @@ import cattrs
 from . import codec
 from .errors import ConflictError, CorruptStateError, HistoryError, PathError
 from .event_codec import FORMAT_VERSION as FORMAT_VERSION  # the stored format's names, kept importable here
-from .event_codec import Row, event_dict, malformed, misfiled, replay_rows, row_error, text_field
+from .event_codec import Checked, Row, checked_rows, event_dict, malformed, misfiled, replay_rows, row_error, text_field
 from .event_codec import Upcaster as Upcaster
 from .event_codec import _upcasters as _upcasters
 from .event_codec import register_upcaster as register_upcaster
@@ -147,6 +147,9 @@ def events_from_rows(rows: Iterable[Row], aggregate_id: str, *, backend: str) ->
     ``seq`` of ``aggregate_id`` (what a store's ``get_events`` returns for its rows)."""
     events = []
     for seq, text in rows:
+        if isinstance(text, Checked):  # read and checked already, as this row (checked_rows)
+            events.append(event_from_dict(text))
+            continue
         try:
             event = event_from_json(text, backend=backend, key=aggregate_id)
         except CorruptStateError as exc:
@@ -353,6 +356,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[str]] = {}
         self._snapshots: dict[str, list[tuple[int, str]]] = {}
         self._pruned: dict[str, int] = {}  # how many leading events of a stream were pruned
+        self._read: dict[str, dict[int, tuple[Any, Checked]]] = {}  # events as read: see checked_rows
 
     async def append(self, event: Event, expected_seq: int) -> None:
         stream = self._streams.setdefault(event.aggregate_id, [])
@@ -365,7 +369,9 @@ class MemoryEventStore:
         return events_from_rows(self._rows(aggregate_id, after, until), aggregate_id, backend=self.name)
 
     async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
-        return list(self._rows(aggregate_id, after, until))
+        """The events as read (each read once, then kept: replaying again decodes nothing)."""
+        return checked_rows(self._rows(aggregate_id, after, until), self._read.setdefault(aggregate_id, {}),
+                            aggregate_id, self.name)
 
     def _rows(self, aggregate_id: str, after: int, until: int | None) -> Iterator[Row]:
         """The rows, one at a time (a list of them, alive while thousands of events are built,
@@ -392,7 +398,7 @@ class MemoryEventStore:
         return sorted(k for k, v in self._streams.items() if v)
 
     async def delete(self, aggregate_id: str) -> None:
-        for kept in (self._streams, self._snapshots, self._pruned):
+        for kept in (self._streams, self._snapshots, self._pruned, self._read):
             kept.pop(aggregate_id, None)
 
     async def prune(self, aggregate_id: str, before: int) -> int:
@@ -401,6 +407,7 @@ class MemoryEventStore:
         if point - 1 > offset:  # events 1 .. point - 1 go
             self._streams[aggregate_id] = self._streams[aggregate_id][point - 1 - offset:]
             self._pruned[aggregate_id] = point - 1
+            self._read.pop(aggregate_id, None)
         self._snapshots[aggregate_id] = [s for s in self._snapshots.get(aggregate_id, []) if s[0] >= point]
         return point
 

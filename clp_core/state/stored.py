@@ -16,15 +16,32 @@ from typing import Any
 
 from ..errors import PathError
 from .paths import Path, _short, array_index, format_path, lookup, parse_path
+from .views import plain
 from .writer import _index, _is_int
 
 #: A parsed path as :func:`apply_stored` caches it: the path, all but its last segment, its last segment.
 Parsed = tuple[Path, Path, str]
 
 
-def apply_stored(root: dict[str, Any], changes: Iterable[Mapping[str, Any]], paths: dict[Any, Parsed]) -> None:
+_CONTAINERS = frozenset({dict, list})
+
+
+def _own(value: Any) -> Any:
+    """A copy of a decoded value's arrays and objects (scalars shared: they are immutable).
+    Recursive: a decoded value nests at most ``codec.MAX_NESTING`` levels."""
+    if type(value) is dict:
+        return {k: _own(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_own(v) if type(v) in _CONTAINERS else v for v in value]
+    return plain(value)  # a subclass of dict or list: the general copy
+
+
+def apply_stored(root: dict[str, Any], changes: Iterable[Mapping[str, Any]], paths: dict[Any, Parsed],
+                 *, shared: bool = False) -> None:
     """Apply ``changes`` (stored change dicts) to ``root`` in place. ``paths`` caches parsed
-    paths by their text for the caller's whole replay (a stream writes few distinct paths)."""
+    paths by their text for the caller's whole replay (a stream writes few distinct paths).
+    ``shared``: the changes are kept by someone else (a store's cache), so the arrays and
+    objects they hold are copied into ``root``, not put there."""
     for change in changes:
         text = change["path"]
         try:
@@ -44,14 +61,20 @@ def apply_stored(root: dict[str, Any], changes: Iterable[Mapping[str, Any]], pat
                     parent = _parent(root, path)
                     break
                 parent = child
-            if isinstance(parent, list):
-                parent[_index(last, len(parent), path, len(path) - 1)] = change.get("value")
+            value = change.get("value")
+            if shared and type(value) in _CONTAINERS:
+                value = _own(value)
+            if type(parent) is dict:
+                parent[last] = value
+            elif isinstance(parent, list):
+                parent[_index(last, len(parent), path, len(path) - 1)] = value
             else:
-                parent[last] = change.get("value")
+                parent[last] = value
         elif op == "unset":
             _unset(root, path)
         elif op == "push":
-            _array(root, path).extend(change.get("value"))  # type: ignore[arg-type]  # as Writer.push
+            items = change.get("value")
+            _array(root, path).extend(_own(items) if shared else items)  # type: ignore[arg-type]  # as Writer.push
         elif op == "splice":
             start, delete_count = change.get("start") or 0, change.get("delete_count") or 0
             if not _is_int(start) or not _is_int(delete_count) or delete_count < 0:
@@ -60,7 +83,8 @@ def apply_stored(root: dict[str, Any], changes: Iterable[Mapping[str, Any]], pat
             if start < 0:
                 start = max(len(array) + start, 0)
             start = min(start, len(array))
-            array[start : start + delete_count] = change.get("value")  # type: ignore[assignment]
+            items = change.get("value")
+            array[start : start + delete_count] = _own(items) if shared else items  # type: ignore[assignment]
         else:
             raise PathError(text, f"unknown change op {op!r}")
 

@@ -1,0 +1,78 @@
+"""MemoryEventStore keeps each event as read (``event_codec.checked_rows``): a replay after
+the first decodes nothing, and what it puts into a state is a copy, never the kept event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import clp_core as clp
+from clp_core import codec, event_codec, ops
+from clp_core.errors import CorruptStateError
+from clp_core.events import MemoryEventStore, replay
+
+KEY = "cart"
+
+
+def contract() -> clp.Contract:
+    return clp.create_contract(
+        intents={"add": {"inputs": {"item": "string"}}},
+        transitions={"add": {"effects": lambda ctx: {
+            "items": ops.push({"name": ctx.intent.payload["item"], "tags": ["new"]}),
+            "last": {"name": ctx.intent.payload["item"]},
+        }}},
+    )
+
+
+async def filled() -> tuple[MemoryEventStore, dict[str, Any]]:
+    store = MemoryEventStore()
+    runtime = clp.create_runtime(contract(), storage_key=KEY, event_store=store)
+    for item in ("a", "b", "c"):
+        await runtime.execute("add", {"item": item})
+    return store, runtime.get_state()
+
+
+async def test_a_second_replay_decodes_nothing_and_builds_the_same_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, live = await filled()
+    first = await replay(store, KEY)
+    scans: list[Any] = []
+    monkeypatch.setattr(codec, "plain_object", lambda text: scans.append(text))
+    monkeypatch.setattr(event_codec.codec, "plain_object", lambda text: scans.append(text))
+    second = await replay(store, KEY)
+    assert first.state == second.state == live and scans == []
+    assert [e.seq for e in second.tail] == [1, 2, 3]  # the events, built from what was kept
+
+
+async def test_the_state_replay_builds_shares_nothing_with_the_kept_events() -> None:
+    store, live = await filled()
+    state = (await replay(store, KEY)).state
+    state["items"][0]["tags"].append("changed")
+    state["last"]["name"] = "changed"
+    state["items"].append("extra")
+    again = (await replay(store, KEY)).state
+    assert again == live
+    events = await store.get_events(KEY)
+    assert events[0].diff[0].value == [{"name": "a", "tags": ["new"]}]
+
+
+async def test_a_replaced_text_is_read_again() -> None:
+    store, _ = await filled()
+    await replay(store, KEY)
+    store._streams[KEY][1] = "not json"
+    with pytest.raises(CorruptStateError, match=f"2 of {KEY!r}"):
+        await replay(store, KEY)
+
+
+@pytest.mark.parametrize("drop", ["delete", "prune"])
+async def test_delete_and_prune_drop_what_was_kept(drop: str) -> None:
+    store, _ = await filled()
+    await replay(store, KEY)
+    assert store._read[KEY]
+    if drop == "delete":
+        await store.delete(KEY)
+    else:
+        runtime = clp.create_runtime(contract(), storage_key=KEY, event_store=store, snapshot_every=1)
+        await runtime.execute("add", {"item": "d"})
+        await store.prune(KEY, 4)
+    assert KEY not in store._read
