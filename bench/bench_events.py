@@ -393,6 +393,11 @@ async def memory_replay(stream: Stream, reps: int) -> dict[str, Any]:
     async def slow() -> None:
         await replay(slow_view, AGGREGATE)
 
+    async def first() -> None:  # a store that has kept nothing yet: every row decoded
+        fresh = MemoryEventStore()
+        fresh._streams[AGGREGATE] = store._streams[AGGREGATE]
+        await replay(fresh, AGGREGATE)
+
     async def loads() -> None:
         for text in stream.events:
             json.loads(text)
@@ -405,7 +410,8 @@ async def memory_replay(stream: Stream, reps: int) -> dict[str, Any]:
                 node = node.setdefault(key, {})
             node[path[-1]] = value
 
-    times = await alternating(reps, {"replay": fast, "slow_path": slow, "json_loads": loads, "dict_updates": updates})
+    times = await alternating(reps, {"replay": fast, "first_replay": first, "slow_path": slow, "json_loads": loads,
+                                      "dict_updates": updates})
     out = {name: rate(t, n) for name, t in times.items()}
     out["events"], out["writes"] = n, len(writes)
     out["ratio_to_json_loads"] = out["replay"]["per_s"] / out["json_loads"]["per_s"]
@@ -427,6 +433,11 @@ async def sqlite_baseline(store: SQLiteEventStore, stream: Stream, reps: int) ->
 
     async def slow() -> None:
         await replay(slow_view, AGGREGATE)
+
+    async def first() -> None:  # a store that has kept nothing yet: every row decoded
+        fresh = MemoryEventStore()
+        fresh._streams[AGGREGATE] = store._streams[AGGREGATE]
+        await replay(fresh, AGGREGATE)
 
     async def fetch_and_loads() -> None:
         rows = await store._db.run(lambda c: c.execute(
@@ -599,10 +610,12 @@ def print_report(res: dict[str, Any]) -> None:
                  f"record; pages {fo['wal']:,.2f}x same-size, {fo['growing_commit_wal']:,.0f}x growing", ""))
 
     mem = rp["memory"]
-    rows.append((f"memory {mem['events']:,}: replay, no snapshots", f"{mem['replay']['per_s']:,.0f} ev/s",
+    rows.append((f"memory {mem['events']:,}: replay again, no snapshots", f"{mem['replay']['per_s']:,.0f} ev/s",
                  f"x{mem['ratio_to_json_loads']:.2f} of json.loads of the same rows "
                  f"({mem['json_loads']['per_s']:,.0f}/s); target >= {TARGET_REPLAY_MEMORY:,} ev/s",
                  verdict(mem["pass"])))
+    rows.append(("  first replay (no event kept yet)", f"{mem['first_replay']['per_s']:,.0f} ev/s",
+                 "every row decoded, then kept: the store keeps each event as read", ""))
     rows.append(("  slow path (events built, Writer)", f"{mem['slow_path']['per_s']:,.0f} ev/s",
                  f"replay from rows is x{mem['speedup_over_slow_path']:.1f} faster", ""))
     rows.append(("  the same writes as dict updates", f"{mem['dict_updates']['per_s']:,.0f} ev/s",
