@@ -203,6 +203,7 @@ class PoolClient:
         self._pool_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._held: Any = None  # a connection of an owned pool kept between calls (run)
+        self._acquiring = 0  # calls waiting in the pool's acquire
         self.where = describe(dsn)
 
     @property
@@ -256,7 +257,11 @@ class PoolClient:
                     connection = None
                 if connection is None:
                     pool = await self._get_pool()
-                    connection = await pool.acquire()
+                    self._acquiring += 1
+                    try:
+                        connection = await pool.acquire()
+                    finally:
+                        self._acquiring -= 1
                 else:
                     pool = self._pool
                 try:
@@ -295,9 +300,11 @@ class PoolClient:
 
     async def _put_back(self, pool: Any, connection: Any) -> None:
         """Keep ``connection`` held (an owned pool, no connection held, nothing left open on
-        it), or release it to the pool."""
-        if (self._held is None and self._owns_pool and pool is self._pool and _alive(connection)
-                and not connection.is_in_transaction()):
+        it, and no call waiting for a connection: the pool has another free one, and none of
+        ours waits in its acquire), or release it to the pool."""
+        if (self._held is None and self._owns_pool and pool is self._pool and not self._acquiring
+                and pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) > 0
+                and _alive(connection) and not connection.is_in_transaction()):
             self._held = connection
         else:
             await pool.release(connection)

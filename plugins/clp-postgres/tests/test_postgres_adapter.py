@@ -301,6 +301,21 @@ async def test_a_held_connection_the_server_dropped_is_replaced(pg_dsn: str, tab
     await adapter.close()
 
 
+async def test_no_connection_is_held_while_calls_wait_for_one(pg_dsn: str, table: str) -> None:
+    """A pool of one connection: concurrent calls each get it in turn (none waits out its
+    time limit for a connection held idle)."""
+    adapter = PostgresAdapter(pg_dsn, table=table, min_size=1, max_size=1, operation_timeout=2)
+    await adapter.save("k", {"x": 1})
+    assert adapter._client._held is None  # no other connection for a concurrent call
+    loads = await asyncio.wait_for(asyncio.gather(*(adapter.load("k") for _ in range(5))), 1.5)
+    assert loads == [{"x": 1}] * 5
+    adapter2 = PostgresAdapter(pg_dsn, table=table, min_size=1, max_size=2, operation_timeout=2)
+    loads = await asyncio.wait_for(asyncio.gather(*(adapter2.load("k") for _ in range(8))), 1.5)
+    assert loads == [{"x": 1}] * 8
+    await adapter.close()
+    await adapter2.close()
+
+
 async def test_a_given_pool_has_no_connection_held(pg_dsn: str, table: str) -> None:
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
     try:
