@@ -202,6 +202,8 @@ class PoolClient:
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._held: Any = None  # a connection of an owned pool kept between calls (run)
+        self._acquiring = 0  # calls waiting in the pool's acquire
         self.where = describe(dsn)
 
     @property
@@ -237,18 +239,36 @@ class PoolClient:
     async def run(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``fn(connection)`` on a pooled connection, within ``operation_timeout``; failures
         become :class:`StorageError`, whose ``outcome`` is ``"not_applied"`` when no
-        connection could be had (nothing was sent) and ``"unknown"`` once ``fn`` ran."""
+        connection could be had (nothing was sent) and ``"unknown"`` once ``fn`` ran.
+
+        On a pool of its own, the client keeps one connection out of the pool between calls
+        (the held connection): a call that finds it takes it without the pool's acquire and
+        release (a queue, and a task for ``asyncio.shield`` on every release). Concurrent calls
+        use the pool as before; :meth:`close` gives the held connection back first."""
         sent = False
         deadline = asyncio.timeout(self.operation_timeout)
         try:
             async with deadline:
-                pool = await self._get_pool()
-                connection = await pool.acquire()
+                connection = self._take_held()
+                if connection is not None and not _alive(connection):
+                    # lost while held (the server went away): the pool replaces it (a
+                    # connection asyncpg saw close is back in the pool already)
+                    await self._pool.release(connection)
+                    connection = None
+                if connection is None:
+                    pool = await self._get_pool()
+                    self._acquiring += 1
+                    try:
+                        connection = await pool.acquire()
+                    finally:
+                        self._acquiring -= 1
+                else:
+                    pool = self._pool
                 try:
                     sent = True
                     result = await fn(connection)
                 except ClpError:
-                    await pool.release(connection)
+                    await self._put_back(pool, connection)
                     raise
                 except BaseException:
                     # a statement that timed out, was cancelled or lost its connection: drop
@@ -257,7 +277,7 @@ class PoolClient:
                     connection.terminate()
                     await pool.release(connection)
                     raise
-                await pool.release(connection)
+                await self._put_back(pool, connection)
                 return result
         except ClpError:
             raise
@@ -267,6 +287,27 @@ class PoolClient:
                     f"{what} at {self.where} did not finish within operation_timeout={self.operation_timeout:g} s",
                     backend=self.backend, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
             raise self.error(what, exc, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
+
+    def _take_held(self) -> Any:
+        """The held connection, if there is one usable on this loop (else ``None``)."""
+        connection = self._held
+        if connection is None:
+            return None
+        self._held = None
+        if self._pool_loop is not asyncio.get_running_loop() or self._pool is None:
+            return None  # the pool's loop is gone: _get_pool drops that pool and its connections
+        return connection
+
+    async def _put_back(self, pool: Any, connection: Any) -> None:
+        """Keep ``connection`` held (an owned pool, no connection held, nothing left open on
+        it, and no call waiting for a connection: the pool has another free one, and none of
+        ours waits in its acquire), or release it to the pool."""
+        if (self._held is None and self._owns_pool and pool is self._pool and not self._acquiring
+                and pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) > 0
+                and _alive(connection) and not connection.is_in_transaction()):
+            self._held = connection
+        else:
+            await pool.release(connection)
 
     def error(self, what: str, exc: BaseException, *, outcome: str = OUTCOME_UNKNOWN) -> StorageError:
         detail = str(exc) or type(exc).__name__
@@ -278,17 +319,28 @@ class PoolClient:
     async def close(self) -> None:
         """Close the pool this object created (a pool passed in is the caller's to close)."""
         pool, self._pool = self._pool, None
+        held, self._held = self._held, None
         if pool is None or not self._owns_pool:
             if not self._owns_pool:
                 self._pool = pool  # still usable: it is the caller's
             return
         try:
             if self._pool_loop is asyncio.get_running_loop():
+                if held is not None:  # the pool's close waits for every acquired connection
+                    await pool.release(held)
                 await asyncio.wait_for(pool.close(), timeout=10)
             else:
                 _terminate(pool)
         except Exception:
             _terminate(pool)
+
+
+def _alive(connection: Any) -> bool:
+    """Whether a pooled connection is open (one whose connection closed is detached from it)."""
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:  # "released back to the pool": asyncpg saw it close
+        return False
 
 
 def _terminate(pool: Any) -> None:

@@ -78,10 +78,13 @@ class PostgresAdapter(TableClient):
         # elsewhere makes the patches table (the last column: then read as above)
         self._select_unpatched = (f"SELECT data::text, version, version, ARRAY[]::text[], "
                                   f"to_regclass('{patches}') IS NOT NULL FROM {name} WHERE key = $1")
-        # Whole-document writes drop the patches in the same statement (when they wrote). A
-        # patch row a racing unconditional write missed is harmless: loads read only the
-        # versions after the base, and an append overwrites any row at its version.
-        drop = f"dropped AS (DELETE FROM {patches} p USING written WHERE p.key = written.key)"
+        # Whole-document writes drop the patches in the same statement (when they wrote and the
+        # row had patches: a base_version, read in the statement's snapshot, as it was before
+        # the write; a one-time filter, so a row without patches costs no scan of the patches
+        # table). A patch row a racing write missed is harmless: loads read only the versions
+        # after the base, and an append overwrites any row at its version.
+        drop = (f"dropped AS (DELETE FROM {patches} p USING written WHERE p.key = written.key AND "
+                f"(SELECT o.base_version FROM {name} o WHERE o.key = $1) IS NOT NULL)")
         self._upsert = (
             f"WITH written AS (INSERT INTO {name} AS t (key, version, data, updated_at) "
             "VALUES ($1, 1, $2::text::jsonb, now()) ON CONFLICT (key) DO UPDATE SET version = t.version + 1, "

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 from clp_postgres import InvalidIdentifierError, PostgresAdapter, check_identifier
+from clp_postgres._common import _alive
 from clp_postgres.testing import free_port
 
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError, StorageError
@@ -261,6 +262,68 @@ async def test_a_given_pool_is_used_and_left_open(pg_dsn: str, table: str) -> No
         assert await PostgresAdapter(table=table, pool=pool).load("k") == {"x": 1}
     finally:
         await pool.close()
+
+
+async def test_one_connection_is_held_between_calls_and_given_back_on_close(pg_dsn: str, table: str) -> None:
+    """Sequential calls reuse one held connection (no pool acquire and release each); a
+    concurrent call takes another from the pool; close() gives the held one back first."""
+    adapter = PostgresAdapter(pg_dsn, table=table, min_size=1, max_size=3)
+    await adapter.save("k", {"x": 1})
+    pool = adapter.pool
+    held = adapter._client._held
+    assert held is not None and pool.get_idle_size() == 0
+    version = (await adapter.load_versioned("k"))[1]
+    await adapter.save_versioned("k", {"x": 2}, version)
+    assert adapter._client._held is held
+    assert await asyncio.gather(*(adapter.load(f"k{n}") for n in range(3))) == [None, None, None]
+    assert adapter._client._held is not None and pool.get_idle_size() >= 1  # the others went back
+    await asyncio.wait_for(adapter.close(), 5)
+    assert adapter._client._held is None and pool.is_closing()
+
+
+async def test_a_held_connection_the_server_dropped_is_replaced(pg_dsn: str, table: str) -> None:
+    adapter = PostgresAdapter(pg_dsn, table=table)
+    await adapter.save("k", {"x": 1})
+    held = adapter._client._held
+    pid = held.get_server_pid()
+    killer = await asyncpg.connect(pg_dsn)
+    try:
+        await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+    for _ in range(100):  # until the client has seen the connection close
+        if not _alive(held):
+            break
+        await asyncio.sleep(0.01)
+    assert not _alive(held)
+    assert await adapter.load("k") == {"x": 1}
+    assert adapter._client._held.get_server_pid() != pid
+    await adapter.close()
+
+
+async def test_no_connection_is_held_while_calls_wait_for_one(pg_dsn: str, table: str) -> None:
+    """A pool of one connection: concurrent calls each get it in turn (none waits out its
+    time limit for a connection held idle)."""
+    adapter = PostgresAdapter(pg_dsn, table=table, min_size=1, max_size=1, operation_timeout=2)
+    await adapter.save("k", {"x": 1})
+    assert adapter._client._held is None  # no other connection for a concurrent call
+    loads = await asyncio.wait_for(asyncio.gather(*(adapter.load("k") for _ in range(5))), 1.5)
+    assert loads == [{"x": 1}] * 5
+    adapter2 = PostgresAdapter(pg_dsn, table=table, min_size=1, max_size=2, operation_timeout=2)
+    loads = await asyncio.wait_for(asyncio.gather(*(adapter2.load("k") for _ in range(8))), 1.5)
+    assert loads == [{"x": 1}] * 8
+    await adapter.close()
+    await adapter2.close()
+
+
+async def test_a_given_pool_has_no_connection_held(pg_dsn: str, table: str) -> None:
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        adapter = PostgresAdapter(table=table, pool=pool)
+        await adapter.save("k", {"x": 1})
+        assert adapter._client._held is None and pool.get_idle_size() == 1
+    finally:
+        await asyncio.wait_for(pool.close(), 5)
 
 
 async def test_pools_with_custom_jsonb_codecs_still_round_trip(pg_dsn: str, table: str) -> None:
