@@ -28,23 +28,22 @@ FORMAT_VERSION = 1
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _upcasters: dict[int, Upcaster] = {}
 
-class Checked(dict[str, Any]):
-    """A stored event as :func:`decode_row` reads it, kept by a store that serves it again
-    (:class:`~clp_core.events.MemoryEventStore`) in place of its text. Shared: never changed,
-    and replay copies the arrays and objects it puts into a state."""
-
+#: A stored event as :func:`replay_rows` reads it (a dict), kept by a store that serves it
+#: again (:class:`~clp_core.events.MemoryEventStore`) in place of its text. Shared: never
+#: changed, and replay copies the arrays and objects it puts into a state.
+Checked = dict[str, Any]
 
 #: One stored event of a stream: the seq it is filed under, and its stored text (or, from a
-#: store that keeps them, the event as read: :class:`Checked`).
+#: store that keeps them, the event as read: a :data:`Checked` dict).
 Row = tuple[int, "str | bytes | Checked"]
 
 #: How many events of one stream :func:`checked_rows` keeps read.
 CHECKED_PER_STREAM = 100_000
 
 
-def checked_rows(rows: Iterable[Row], kept: dict[int, tuple[Any, Checked]], aggregate_id: str,
+def checked_rows(rows: Iterable[tuple[int, Any]], kept: dict[int, tuple[Any, Checked]], aggregate_id: str,
                  backend: str) -> list[Row]:
-    """``rows`` with each text replaced by the event as read (:func:`decode_row`), read once
+    """``rows`` with each text replaced by the event as read (as :func:`replay_rows` reads it), read once
     and then taken from ``kept`` (``seq -> (text, event)``; an entry whose text is not the row's,
     replaced since, is read again). At most :data:`CHECKED_PER_STREAM` are kept; others stay text."""
     out: list[Row] = []
@@ -54,7 +53,10 @@ def checked_rows(rows: Iterable[Row], kept: dict[int, tuple[Any, Checked]], aggr
             if len(kept) >= CHECKED_PER_STREAM and hit is None:
                 out.append((seq, text))
                 continue
-            hit = kept[seq] = (text, Checked(decode_row(seq, text, aggregate_id, backend)))
+            raw = codec.plain_object(text)
+            if raw is None or not _common(raw, seq, aggregate_id):
+                raw = decode_row(seq, text, aggregate_id, backend)  # raises, upcasts, or opens
+            hit = kept[seq] = (text, raw)
         out.append((seq, hit[1]))
     return out
 
@@ -184,8 +186,8 @@ def replay_rows(state: dict[str, Any], rows: Sequence[Row], aggregate_id: str, b
     paths: dict[Any, Parsed] = {}
     fast = codec.plain_object
     for seq, text in rows:
-        shared = isinstance(text, Checked)
-        if isinstance(text, Checked):
+        shared = isinstance(text, dict)
+        if isinstance(text, dict):
             raw: dict[str, Any] | None = text
         else:
             raw = fast(text)

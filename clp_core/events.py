@@ -147,7 +147,7 @@ def events_from_rows(rows: Iterable[Row], aggregate_id: str, *, backend: str) ->
     ``seq`` of ``aggregate_id`` (what a store's ``get_events`` returns for its rows)."""
     events = []
     for seq, text in rows:
-        if isinstance(text, Checked):  # read and checked already, as this row (checked_rows)
+        if isinstance(text, dict):  # read and checked already, as this row (checked_rows)
             events.append(event_from_dict(text))
             continue
         try:
@@ -369,9 +369,13 @@ class MemoryEventStore:
         return events_from_rows(self._rows(aggregate_id, after, until), aggregate_id, backend=self.name)
 
     async def get_event_rows(self, aggregate_id: str, after: int = 0, until: int | None = None) -> list[Row]:
-        """The events as read (each read once, then kept: replaying again decodes nothing)."""
-        return checked_rows(self._rows(aggregate_id, after, until), self._read.setdefault(aggregate_id, {}),
-                            aggregate_id, self.name)
+        """The rows; from the second read of a stream on, the events as read (kept: a stream
+        replayed again and again, time travel, decodes nothing; one hydration keeps nothing)."""
+        kept = self._read.get(aggregate_id)
+        if kept is None:
+            self._read[aggregate_id] = {}
+            return list(self._rows(aggregate_id, after, until))
+        return checked_rows(self._rows(aggregate_id, after, until), kept, aggregate_id, self.name)
 
     def _rows(self, aggregate_id: str, after: int, until: int | None) -> Iterator[Row]:
         """The rows, one at a time (a list of them, alive while thousands of events are built,

@@ -1,5 +1,6 @@
-"""MemoryEventStore keeps each event as read (``event_codec.checked_rows``): a replay after
-the first decodes nothing, and what it puts into a state is a copy, never the kept event."""
+"""MemoryEventStore keeps each event as read (``event_codec.checked_rows``) from the second
+read of a stream on: later replays decode nothing, and what they put into a state is a copy,
+never the kept event. One read (a hydration) keeps nothing."""
 
 from __future__ import annotations
 
@@ -33,9 +34,19 @@ async def filled() -> tuple[MemoryEventStore, dict[str, Any]]:
     return store, runtime.get_state()
 
 
-async def test_a_second_replay_decodes_nothing_and_builds_the_same_state(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_first_read_keeps_nothing() -> None:
     store, live = await filled()
-    first = await replay(store, KEY)
+    fresh = MemoryEventStore()
+    fresh._streams[KEY] = store._streams[KEY]
+    assert (await replay(fresh, KEY)).state == live and fresh._read[KEY] == {}
+    await replay(fresh, KEY)
+    assert sorted(fresh._read[KEY]) == [1, 2, 3]
+
+
+async def test_a_replay_after_the_second_decodes_nothing_and_builds_the_same_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, live = await filled()  # the runtime's hydration read the stream once
+    first = await replay(store, KEY)  # the second read keeps the events
     scans: list[Any] = []
     monkeypatch.setattr(codec, "plain_object", lambda text: scans.append(text))
     monkeypatch.setattr(event_codec.codec, "plain_object", lambda text: scans.append(text))
