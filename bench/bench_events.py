@@ -434,11 +434,6 @@ async def sqlite_baseline(store: SQLiteEventStore, stream: Stream, reps: int) ->
     async def slow() -> None:
         await replay(slow_view, AGGREGATE)
 
-    async def first() -> None:  # a store reading the stream for the first time: every row decoded
-        fresh = MemoryEventStore()
-        fresh._streams[AGGREGATE] = store._streams[AGGREGATE]
-        await replay(fresh, AGGREGATE)
-
     async def fetch_and_loads() -> None:
         rows = await store._db.run(lambda c: c.execute(
             "SELECT seq, data FROM clp_events WHERE aggregate_id = ? ORDER BY seq", (AGGREGATE,)).fetchall())
