@@ -186,7 +186,7 @@ def replay_rows(state: dict[str, Any], rows: Sequence[Row], aggregate_id: str, b
     paths: dict[Any, Parsed] = {}
     fast = codec.plain_object
     for seq, text in rows:
-        shared = isinstance(text, dict)
+        shared = keep is not None or isinstance(text, dict)  # kept: the events must not share the state's values
         if isinstance(text, dict):
             raw: dict[str, Any] | None = text
         else:

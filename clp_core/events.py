@@ -335,13 +335,14 @@ async def replay(
 
 
 def _apply_stored_events(state: State, events: Sequence[Event], aggregate_id: str, backend: str) -> None:
-    """:func:`apply_events` of events decoded for this call; one that cannot be applied is
+    """:func:`apply_events` of events decoded for this call and returned with the state (so
+    their values are copied into it, not shared with it); one that cannot be applied is
     corrupt, as in :func:`~clp_core.event_codec.replay_rows`."""
     writer = Writer(state, journal=False)
     for event in events:
         try:
             for change in event.diff:
-                writer.apply_change(change, owned=True)
+                writer.apply_change(change)
         except (PathError, TypeError, ValueError) as exc:
             raise CorruptStateError(f"event {event.seq} of {aggregate_id!r} cannot be applied: {exc}",
                                     backend=backend) from exc

@@ -87,3 +87,29 @@ async def test_delete_and_prune_drop_what_was_kept(drop: str) -> None:
         await runtime.execute("add", {"item": "d"})
         await store.prune(KEY, 4)
     assert KEY not in store._read
+
+
+@pytest.mark.parametrize("read", ["first", "kept", "slow", "sqlite"])
+async def test_replayed_events_do_not_share_values_with_the_state(read: str, tmp_path: Any) -> None:
+    """An event that writes an object and then a key inside it: the event returned with the
+    state still holds the object as written (the state got a copy)."""
+    contract = clp.create_contract(
+        intents={"write": {"inputs": {}}},
+        transitions={"write": {"effects": lambda ctx: {"a": {}, "a.b": 1}}},
+    )
+    store: Any = clp.SQLiteEventStore(str(tmp_path / "events.db")) if read == "sqlite" else MemoryEventStore()
+    runtime = clp.create_runtime(contract, storage_key=KEY, event_store=store)
+    await runtime.execute("write")
+    if read == "kept":
+        await replay(store, KEY)
+    source: Any = store
+    if read == "slow":
+        class Slow:
+            name = store.name
+            get_events, last_seq, load_snapshot = store.get_events, store.last_seq, store.load_snapshot
+        source = Slow()
+    replayed = await replay(source, KEY, events=True)
+    assert replayed.state == {"a": {"b": 1}}
+    assert replayed.tail[0].diff[0].value == {}
+    if read == "sqlite":
+        await store.close()
