@@ -37,21 +37,9 @@ import clp_core as clp
 from clp_core.errors import ClpError, ConflictError, StorageError
 from clp_core.ids import new_id
 from clp_core.resolve import resolve_storage
+from clp_core.testing.contracts import counter_contract
 
 CORE_ONLY = {"disable": ["*"]}  # entry-point plugins play no part in the proof
-
-
-def counter_contract(emit: bool = False) -> clp.Contract:
-    """The counter; with ``emit``, each commit emits one ``counted`` message ``{"count": new count}``."""
-    transition: dict[str, Any] = {"effects": lambda ctx: {
-        "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}
-    if emit:
-        transition["emit"] = lambda ctx: [("counted", {"count": ctx.state["count"]})]
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": transition},
-    )
 
 
 @attrs.frozen

@@ -52,8 +52,12 @@ def _usage(response: Any, prompt: Any, text: str) -> None:
                        details={"scripted": True})
 
 
-class ScriptedModel(llm.KeyModel):
-    needs_key = None
+class _Scripted:
+    """What the sync and the async scripted models share: their id, schema support and key
+    from the :class:`Script`."""
+
+    needs_key: str | None = None
+    key_env_var: str | None = None
     can_stream = False
 
     def __init__(self, script: Script) -> None:
@@ -64,6 +68,8 @@ class ScriptedModel(llm.KeyModel):
             self.needs_key = "scripted"
             self.key_env_var = "CLP_LLM_SCRIPTED_KEY"
 
+
+class ScriptedModel(_Scripted, llm.KeyModel):
     def execute(  # type: ignore[override]
         self, prompt: Any, stream: bool, response: Any, conversation: Any, key: str | None = None
     ) -> Iterator[str]:
@@ -74,18 +80,7 @@ class ScriptedModel(llm.KeyModel):
         yield text
 
 
-class AsyncScriptedModel(llm.AsyncKeyModel):
-    needs_key = None
-    can_stream = False
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.model_id = script.model_id
-        self.supports_schema = script.supports_schema
-        if script.needs_key:  # llm then resolves a key: key=..., `llm keys set scripted`, or the env var
-            self.needs_key = "scripted"
-            self.key_env_var = "CLP_LLM_SCRIPTED_KEY"
-
+class AsyncScriptedModel(_Scripted, llm.AsyncKeyModel):
     async def execute(  # type: ignore[override]
         self, prompt: Any, stream: bool, response: Any, conversation: Any, key: str | None = None
     ) -> AsyncIterator[str]:

@@ -15,18 +15,10 @@ from clp_postgres.testing import free_port
 import clp_core as clp
 from clp_core.errors import ConfigError, StorageError
 from clp_core.resolve import resolve_storage
+from clp_core.testing.contracts import counter_contract as counter
 from clp_core.testing.faults import FaultProxy
 
 MODES = pytest.mark.parametrize("mode", ["storage", "event_store"])
-
-
-def counter() -> clp.Contract:
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": {"effects": lambda ctx: {
-            "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}},
-    )
 
 
 @pytest.fixture

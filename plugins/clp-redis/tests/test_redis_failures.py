@@ -15,15 +15,7 @@ from clp_redis import RedisAdapter
 
 import clp_core as clp
 from clp_core.errors import ConflictError, StorageError
-
-
-def counter() -> clp.Contract:
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": {"effects": lambda ctx: {
-            "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}},
-    )
+from clp_core.testing.contracts import counter_contract as counter
 
 
 def runtime_on(server_url: str, mode: str, **url_query: Any) -> clp.Runtime:

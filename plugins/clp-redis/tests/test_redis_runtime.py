@@ -13,17 +13,9 @@ import redis.asyncio as aioredis
 from clp_redis import RedisAdapter, RedisEventStore
 
 import clp_core as clp
+from clp_core.testing.contracts import counter_contract as counter
 
 from .conftest import count_commands
-
-
-def counter() -> clp.Contract:
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": {"effects": lambda ctx: {
-            "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}},
-    )
 
 
 def charges(calls: list[str]) -> clp.Contract:

@@ -15,19 +15,11 @@ from clp_redis._client import Timeouts
 
 import clp_core as clp
 from clp_core.errors import ConfigError, StorageError
+from clp_core.testing.contracts import counter_contract as counter
 from clp_core.testing.faults import FaultProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODES = pytest.mark.parametrize("mode", ["storage", "event_store"])
-
-
-def counter() -> clp.Contract:
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": {"effects": lambda ctx: {
-            "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}},
-    )
 
 
 @pytest.fixture
