@@ -140,6 +140,14 @@ def write_results(path: Path, results: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
+def finish(output: Path, results: Mapping[str, Any], verdicts: Mapping[str, bool | None], fail_on_miss: bool) -> int:
+    """The end of every bench: ``results`` written to ``output``, where they went printed, and
+    the exit status (:func:`exit_status`)."""
+    write_results(output, results)
+    print(f"results: {shown_path(output)}")
+    return exit_status(verdicts, fail_on_miss)
+
+
 def shown_path(path: Path) -> Path:
     """``path`` relative to the repository root when it is inside it (for printing)."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path

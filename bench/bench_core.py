@@ -46,7 +46,7 @@ from _common import (
     Row,
     add_result_options,
     counter_contract,
-    exit_status,
+    finish,
     fmt_bytes,
     fmt_rate,
     print_table,
@@ -54,12 +54,10 @@ from _common import (
     profile_text,
     run_environment,
     settle,
-    shown_path,
     small_records,
     time_dispatch_commits,
     time_executes,
     verdict,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -573,9 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("runtime creation + first commit:")
         print(res["profile_startup"])
-    write_results(args.output, {k: v for k, v in res.items() if not k.startswith("profile")})
-    print(f"results written to {shown_path(args.output)}")
-    return exit_status(res["verdicts"], args.fail_on_miss)
+    return finish(args.output, {k: v for k, v in res.items() if not k.startswith("profile")}, res["verdicts"],
+                  args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -40,14 +40,13 @@ from _common import (
     add_result_options,
     counter_contract,
     exit_status,
+    finish,
     print_table,
     print_targets,
     run_environment,
     settle,
-    shown_path,
     time_executes,
     verdict,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -182,9 +181,7 @@ async def main() -> int:
     results["verdicts"] = verdicts
     print_table(rows)
     print_targets(verdicts)
-    write_results(args.output, results)
-    print(f"results: {shown_path(args.output)}")
-    return exit_status(verdicts, args.fail_on_miss)
+    return finish(args.output, results, verdicts, args.fail_on_miss)
 
 
 if __name__ == "__main__":

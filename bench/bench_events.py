@@ -61,17 +61,15 @@ from _common import (
     CORE_ONLY,
     Row,
     add_result_options,
-    exit_status,
+    finish,
     fmt_bytes,
     print_table,
     print_targets,
     profile_text,
     run_environment,
     settle,
-    shown_path,
     small_records,
     verdict,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -685,9 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile:
         print()
         print(profile)
-    write_results(args.output, res)
-    print(f"results written to {shown_path(args.output)}")
-    return exit_status(res["verdicts"], args.fail_on_miss)
+    return finish(args.output, res, res["verdicts"], args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -43,15 +43,13 @@ from _common import (
     CORE_ONLY,
     Row,
     add_result_options,
-    exit_status,
+    finish,
     fmt_rate,
     print_table,
     print_targets,
     profile_text,
     run_environment,
     settle,
-    shown_path,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -247,9 +245,7 @@ async def main() -> int:
     if rows:
         print_table(rows)
     print_targets(verdicts)
-    write_results(args.output, results)
-    print(f"results: {shown_path(args.output)}")
-    return exit_status(verdicts, args.fail_on_miss)
+    return finish(args.output, results, verdicts, args.fail_on_miss)
 
 
 if __name__ == "__main__":

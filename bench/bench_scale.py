@@ -37,12 +37,10 @@ from _common import (
     Row,
     add_result_options,
     counter_contract,
-    exit_status,
+    finish,
     fmt_rate,
     print_table,
     run_environment,
-    shown_path,
-    write_results,
 )
 from bench_storage import PostgresBackend, RedisBackend, SQLiteBackend, Unavailable
 
@@ -221,9 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     res = asyncio.run(run(args))
     res["elapsed_s"] = perf_counter() - t0
     print_report(res)
-    print(f"elapsed {res['elapsed_s']:.1f} s; results: {shown_path(args.output)}")
-    write_results(args.output, res)
-    return exit_status({}, args.fail_on_miss)
+    print(f"elapsed {res['elapsed_s']:.1f} s")
+    return finish(args.output, res, {}, args.fail_on_miss)
 
 
 if __name__ == "__main__":

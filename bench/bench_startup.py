@@ -30,13 +30,11 @@ from typing import Any
 
 from _common import (
     add_result_options,
-    exit_status,
+    finish,
     print_table,
     print_targets,
     run_environment,
-    shown_path,
     verdict,
-    write_results,
 )
 
 TARGET_MS = 150.0
@@ -145,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                "runs": runs,
                "target_ms": TARGET_MS, "python_startup_ms": [b * 1e3 for b in bare], "results": figures,
                "verdicts": verdicts}
-    write_results(args.output, results)
-    print(f"results: {shown_path(args.output)}")
-    return exit_status(verdicts, args.fail_on_miss)
+    return finish(args.output, results, verdicts, args.fail_on_miss)
 
 
 if __name__ == "__main__":

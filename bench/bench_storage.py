@@ -66,7 +66,7 @@ from _common import (
     Row,
     add_result_options,
     counter_contract,
-    exit_status,
+    finish,
     fmt_bytes,
     fmt_rate,
     print_table,
@@ -74,11 +74,9 @@ from _common import (
     profile_text,
     run_environment,
     settle,
-    shown_path,
     small_records,
     time_executes,
     verdict,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -806,9 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in res["profiles"].items():
         print(f"\n== profile: {name}, CLP execute with storage ==")
         print(text)
-    write_results(args.output, {k: v for k, v in res.items() if k != "profiles"})
-    print(f"results written to {shown_path(args.output)}")
-    return exit_status(res["verdicts"], args.fail_on_miss)
+    return finish(args.output, {k: v for k, v in res.items() if k != "profiles"}, res["verdicts"], args.fail_on_miss)
 
 
 if __name__ == "__main__":

@@ -42,12 +42,11 @@ from typing import Any
 from _common import (
     RESULTS_DIR,
     counter_contract,
-    exit_status,
+    finish,
     git_commit,
     settle,
     time_dispatch_commits,
     time_executes,
-    write_results,
 )
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
@@ -191,9 +190,7 @@ async def main(argv: list[str] | None = None) -> int:
         "validator_calls_us": micro,
         "verdicts": verdicts,
     }
-    write_results(args.output, result)
-    print(f"results written to {args.output}")
-    return exit_status({name: v["pass"] for name, v in verdicts.items()}, args.fail_on_miss)
+    return finish(args.output, result, {name: v["pass"] for name, v in verdicts.items()}, args.fail_on_miss)
 
 
 if __name__ == "__main__":
