@@ -22,6 +22,10 @@ def _start(ms: int) -> str:
     return f"{h[:8]}-{h[8:]}-7"
 
 
+_getrandbits = random.getrandbits
+_VARIANT = 0b10 << 62
+
+
 def new_id() -> str:
     """A new UUIDv7 string; later calls in this process sort after earlier ones."""
     ms = time.time_ns() // 1_000_000
@@ -34,8 +38,8 @@ def new_id() -> str:
             last[0], last[1] = last[0] + 1, 0
             last[2] = _start(last[0])
     # random is reseeded in a forked child, so processes never share a sequence
-    rest = random.getrandbits(62) | 0b10 << 62  # the variant, then 62 random bits
-    return f"{last[2]}{last[1]:03x}-{rest >> 48:04x}-{rest & 0xFFFF_FFFF_FFFF:012x}"
+    rest = (_getrandbits(62) | _VARIANT).to_bytes(8, "big").hex()  # the variant, then 62 random bits
+    return f"{last[2]}{last[1]:03x}-{rest[:4]}-{rest[4:]}"
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

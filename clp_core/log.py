@@ -12,6 +12,7 @@ import attrs
 import cattrs
 
 from .ids import new_id
+from .slots import new, slot_setters
 from .state import Change, _View, plain
 
 
@@ -170,7 +171,8 @@ class TransitionResult:
     permitted: bool
 
 
-_second: tuple[int, str] = (0, "")  # the last second formatted, and its text
+_second: tuple[int, str] = (-1_000_000, "")  # the first microsecond of the last second formatted, and its text
+_time_ns = time.time_ns
 
 
 _NOT_TAKEN = TransitionResult(None, False)  # LogEntry's default
@@ -181,11 +183,14 @@ def now() -> str:
     ``datetime.now(UTC).isoformat()`` writes it; the date and time of day are formatted once
     a second."""
     global _second
-    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    micros = _time_ns() // 1000
     second = _second
-    if second[0] != seconds:
-        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{second[1]}.{micros:06d}+00:00" if micros else f"{second[1]}+00:00"
+    into = micros - second[0]
+    if not 0 <= into < 1_000_000:  # a new second (or the clock went back)
+        start = micros - micros % 1_000_000
+        second = _second = (start, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start // 1_000_000)))
+        into = micros - start
+    return f"{second[1]}.{into:06d}+00:00" if into else f"{second[1]}+00:00"
 
 
 @attrs.frozen
@@ -233,20 +238,11 @@ class LogEntry:
         return _set_defaults(self, name)
 
 
-def _slot_setters(cls: type, names: str) -> tuple[Any, ...]:
-    """The setters of the slots of ``cls``, whose fields are ``names`` in order: for the
-    trusted constructors below, which write a frozen class's fields once, as its
-    ``__init__`` does, without its converters."""
-    if names.split() != [a.name for a in attrs.fields(cls)]:  # a field added: add it below too
-        raise AssertionError(f"the fields of {cls.__name__} are not {names}")
-    return tuple(vars(cls)[name].__set__ for name in names.split())
-
-
-_new = object.__new__
-_i_name, _i_payload, _i_complete, _i_source, _i_id = _slot_setters(Intent, "name payload complete source id")
+_new = new
+_i_name, _i_payload, _i_complete, _i_source, _i_id = slot_setters(Intent, "name payload complete source id")
 (_e_intent_name, _e_intent_payload, _e_phase, _e_timestamp, _e_staged_proposal, _e_accepted_proposal,
  _e_guard_outcomes, _e_transition_attempted, _e_transition_result, _e_state_diff, _e_proposal_source, _e_error,
- _e_replay, _e_idempotency_key, _e_validation_errors, _e_detail, _e_intent_id, _e_proposal_meta) = _slot_setters(
+ _e_replay, _e_idempotency_key, _e_validation_errors, _e_detail, _e_intent_id, _e_proposal_meta) = slot_setters(
     LogEntry, "intent_name intent_payload phase timestamp staged_proposal accepted_proposal guard_outcomes "
     "transition_attempted transition_result state_diff proposal_source error replay idempotency_key "
     "validation_errors detail intent_id proposal_meta")
@@ -366,13 +362,7 @@ class AuditLog:
 
     def __init__(self, limit: int | None = 10_000) -> None:
         self._entries: collections.deque[LogEntry] = collections.deque(maxlen=limit)
-        self.dropped = 0
-
-    def append(self, entry: LogEntry) -> None:
-        entries = self._entries
-        if len(entries) == entries.maxlen:  # never, unbounded (maxlen None)
-            self.dropped += 1
-        entries.append(entry)
+        self.append = self._entries.append  # the oldest entry goes when a new one comes
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(self._entries)

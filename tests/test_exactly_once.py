@@ -82,7 +82,8 @@ ADAPTERS = {
 def test_intent_ids_are_unique_sortable_uuid7_and_on_every_entry() -> None:
     ids = [clp.Intent("pay", {"amount": 1}).id for _ in range(2000)]
     assert ids == sorted(ids) and len(set(ids)) == 2000
-    assert uuid.UUID(ids[0]).version == 7
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i
+               for i in ids)
 
 
 async def test_log_entries_carry_the_intent_id() -> None:

@@ -149,10 +149,17 @@ def test_hot_path_entries_copy_pickle_evolve_and_convert_as_others(kind: str) ->
 @pytest.mark.parametrize("ns", [0, 1_700_000_000_000_000_000, 1_700_000_000_000_001_999, 1_700_000_000_999_999_999,
                                 1_700_000_001_500_000_000, 4_102_444_799_123_456_000])
 def test_timestamps_read_as_datetime_isoformat_writes_them(monkeypatch: pytest.MonkeyPatch, ns: int) -> None:
-    monkeypatch.setattr(log.time, "time_ns", lambda: ns)
+    monkeypatch.setattr(log, "_time_ns", lambda: ns)
     expected = dt.datetime.fromtimestamp(ns // 1000 / 1_000_000, dt.UTC)
     assert log.now() == expected.isoformat()
     assert dt.datetime.fromisoformat(log.now()) == expected
+
+
+def test_timestamps_stay_right_when_the_clock_goes_back_or_jumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    for ns in (1_700_000_005_000_000_000, 1_700_000_004_999_999_000, 1_700_000_004_000_001_000,
+               1_700_000_005_000_000_000, 0, 999_000, 1_000_000_000):
+        monkeypatch.setattr(log, "_time_ns", lambda ns=ns: ns)
+        assert log.now() == dt.datetime.fromtimestamp(ns // 1000 / 1_000_000, dt.UTC).isoformat()
 
 
 def _general(root: dict[str, Any], effects: dict[str, Any]) -> Writer:

@@ -27,7 +27,7 @@ from ..log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
 from ..messages import Message, collect
 from ..persistence import Records
 from ..state import Change, State, StateView, Writer, plain
-from .context import Context
+from .context import Context, context
 from .intake import Intake
 
 
@@ -50,11 +50,17 @@ class CommitResult(NamedTuple):  # a named tuple: half the cost of a frozen attr
     messages: tuple[Message, ...] = ()
 
 
+_tuple_new = tuple.__new__
+if CommitResult._fields != ("context", "guard_outcomes", "transition", "error", "replayed", "undo", "changes",
+                            "idempotency_key", "denied", "suggestion", "suggestion_error", "messages"):
+    raise AssertionError("CommitResult's fields changed: change attempt()'s success too")
+
+
 async def attempt(
     contract: Contract, intake: Intake, state: State, intent: Intent, name: str | None, records: Records,
     aggregate: str,
 ) -> CommitResult:
-    ctx = Context(intent, StateView(state))
+    ctx = context(intent, StateView(state))
     outcomes: list[GuardOutcome] = []
     transition_name = name
     committed, transition_taken = records.committed(intent.id)
@@ -84,7 +90,7 @@ async def attempt(
             if intake.validator is not None:
                 intake.check_state(state)
             emitted = () if transition.emit is None else collect(
-                transition.emit(Context(intent, StateView(state))), transition=str(transition.name),
+                transition.emit(context(intent, StateView(state))), transition=str(transition.name),
                 intent_id=intent.id, aggregate=aggregate)
         except BaseException as exc:
             writer.rollback()
@@ -94,8 +100,10 @@ async def attempt(
                               where=str(transition.name)) from exc
     except ClpError as exc:
         return CommitResult(ctx, tuple(outcomes), transition_name, error=exc)
-    return CommitResult(ctx, tuple(outcomes), transition_name, undo=writer, changes=tuple(writer.changes),
-                        idempotency_key=key, messages=emitted)
+    # CommitResult(ctx, outcomes, transition_name, undo=..., changes=..., idempotency_key=..., messages=...),
+    # made from its fields in order without the keyword parsing: the hot path
+    return _tuple_new(CommitResult, (ctx, tuple(outcomes), transition_name, None, None, writer,
+                                     tuple(writer.changes), key, None, None, None, emitted))
 
 
 def _denies(guard: Guard, ctx: Context) -> bool:

@@ -31,13 +31,14 @@ class Outbox:
 
     def __init__(self, hooks: HookRunner, log: AuditLog) -> None:
         self.hooks, self.log = hooks, log
+        self._append = log.append
         self._ships = hooks.has("on_log_entry")
         self._entries: list[LogEntry] = []  # logged, not yet given to on_log_entry
         self._errors: list[tuple[BaseException, str]] = []  # not yet given to on_error
         self._flushing = False
 
     def record(self, entry: LogEntry) -> None:
-        self.log.append(entry)
+        self._append(entry)
         if self._ships:
             self._entries.append(entry)
 

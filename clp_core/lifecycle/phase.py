@@ -60,14 +60,18 @@ class Phase:
         flushing = self._flush()
         if flushing is not None:
             await flushing
-        if exc is not None and not isinstance(exc, ClpError):
-            return
-        for fn, args, kwargs in self.later:
-            pending = fn(*args, **kwargs)
-            if pending is not None:
-                await pending
-        if isinstance(exc, ClpError):
+        if exc is None:
+            if self.later:
+                await self._run_later()
+        elif isinstance(exc, ClpError):
+            await self._run_later()
             if self.on_failure is not None:
                 await self.on_failure(exc)
             else:
                 await self._outbox.report(exc, self.name)
+
+    async def _run_later(self) -> None:
+        for fn, args, kwargs in self.later:
+            pending = fn(*args, **kwargs)
+            if pending is not None:
+                await pending

@@ -115,6 +115,7 @@ class Runtime(History):
         self._intent: Intent | None = None
         self._staged: Proposal | None = None
         self._lock = asyncio.Lock()
+        self._ship = self._shipment  # bound once: every phase hands it on
         for provider in providers:
             bind = getattr(provider, "bind", None)
             if callable(bind):  # a provider that wants the intents' JSON Schemas (clp-llm)
@@ -166,7 +167,7 @@ class Runtime(History):
         return self._persistence.records.pending()
 
     def _phase(self, name: str) -> Phase:
-        return Phase(name, self._lock, None if self._hydrated else self._ensure_hydrated, self._shipment, self._outbox)
+        return Phase(name, self._lock, None if self._hydrated else self._ensure_hydrated, self._ship, self._outbox)
 
     async def _flush(self) -> None:
         shipping = self._shipment()
@@ -300,7 +301,8 @@ class Runtime(History):
         return self._outbox.entry(intent, phase, self._intake.take_failures(), **fields)
 
     def _noted(self, entry: LogEntry) -> LogEntry:
-        return self._outbox.noted(entry, self._intake.take_failures()) if self._intake.failures else entry
+        """``entry`` with the failures of a lenient validator (call it when there are some)."""
+        return self._outbox.noted(entry, self._intake.take_failures())
 
     def _current(self, name: str | None, action: str) -> tuple[Intent, Proposal]:
         if self._intent is None or (name is not None and self._intent.name != name):
@@ -313,12 +315,14 @@ class Runtime(History):
         self, name: str, payload: Mapping[str, Any] | None, phase: Phase, intent_id: str | None = None
     ) -> Intent:
         intent = self._intake.intent(name, payload, intent_id)
-        if self.hooks.has("before_dispatch"):
+        if "before_dispatch" in self.hooks.pm.implemented:
             await self.hooks.call("before_dispatch", intent=intent)
         self._intent, self._staged = intent, None
-        entry = self._noted(dispatch_entry(intent))
+        entry = dispatch_entry(intent)
+        if self._intake.failures:
+            entry = self._noted(entry)
         self._outbox.record(entry)
-        if self.hooks.has("after_dispatch"):
+        if "after_dispatch" in self.hooks.pm.implemented:
             phase.then(self._outbox.owed, "after_dispatch", intent=intent, entry=entry)
         return intent
 
@@ -332,12 +336,13 @@ class Runtime(History):
                 raise UnacceptedProposalError()
             if not intent.complete:
                 raise IncompleteIntentError()
-            if self.hooks.has("before_commit"):
+            if "before_commit" in self.hooks.pm.implemented:
                 await self.hooks.call("before_commit", intent=intent)
             if self._unsure:  # the last save may have landed: see what storage holds
                 self._state = await self._persistence.refresh(self._state)
                 self._unsure = False
-            for tries in range(1, self.max_conflict_retries + 2):
+            tries = 1
+            while True:
                 result = await commit.attempt(self.contract, self._intake, self._state, intent, name,
                                               self._persistence.records, self.storage_key)
                 try:
@@ -348,18 +353,15 @@ class Runtime(History):
                     # full jitter, exponential up to 128 ms, so a loser does not keep losing
                     await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(tries - 1, 7)))
                     self._state = await self._persistence.refresh(self._state)
-            raise AssertionError("unreachable")  # pragma: no cover
+                    tries += 1
         except ClpError as exc:
             phase.on_failure = lambda error: self._outbox.refused(result, error, self._intent, self._staged)
-            suggested = result is not None and result.suggestion is not None and self._staged is not None
+            staged = self._staged if result is not None and result.suggestion is not None else None
             self._outbox.record(self._entry(
-                intent, "commit",
-                guard_outcomes=result.guard_outcomes if result else (),
+                intent, "commit", guard_outcomes=result.guard_outcomes if result else (),
                 transition_attempted=result.transition if result else None,
-                staged_proposal=self._staged.values if suggested and self._staged else None,
-                proposal_source=self._staged.source if suggested and self._staged else None,
-                error=str(exc),
-            ))
+                staged_proposal=staged.values if staged else None, proposal_source=staged.source if staged else None,
+                error=str(exc)))
             raise
 
     async def _keep(self, intent: Intent, result: CommitResult, phase: Phase) -> LogEntry:
@@ -376,8 +378,10 @@ class Runtime(History):
                 phase.then(self._send, owed)
         else:
             assert result.undo is not None
-            entry = self._noted(commit_entry(intent, result.guard_outcomes, result.transition, result.changes,
-                                             result.idempotency_key))
+            entry = commit_entry(intent, result.guard_outcomes, result.transition, result.changes,
+                                 result.idempotency_key)
+            if self._intake.failures:
+                entry = self._noted(entry)
             try:
                 await self._persistence.save(self._state, entry, result.messages)
             except BaseException as exc:
@@ -388,12 +392,13 @@ class Runtime(History):
                     raise
                 raise EffectError(f"saving the commit of {result.transition} failed: {type(exc).__name__}: {exc}",
                                   where=str(result.transition)) from exc
-            phase.then(self._notify, result.changes)
+            if result.changes and self._subscribers.callbacks:
+                phase.then(self._notify, result.changes)
             if result.messages:
                 phase.then(self._send, result.messages)
         self._intent = self._staged = None
         self._outbox.record(entry)
-        if self.hooks.has("after_commit"):
+        if "after_commit" in self.hooks.pm.implemented:
             phase.then(self._outbox.owed, "after_commit", intent=intent, entry=entry)
         return entry
 
@@ -403,9 +408,7 @@ class Runtime(History):
         # write the whole growing outbox again
         self._courier.send(messages, eager=True)
 
-    def _notify(self, changes: Sequence[Change]) -> Awaitable[None] | None:
-        if not changes or not self._subscribers.callbacks:
-            return None
+    def _notify(self, changes: Sequence[Change]) -> Awaitable[None]:
         return self._subscribers.notify(changed_paths(changes), self._state, self._outbox)
 
 

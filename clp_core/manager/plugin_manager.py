@@ -82,7 +82,7 @@ class ClpPluginManager(pluggy.PluginManager):
         super().__init__("clp")
         self.add_hookspecs(hookspecs)
         self._adapting: Any = None  # the unmarked middleware object being registered
-        self._implemented: frozenset[str] = frozenset()
+        self.implemented: frozenset[str] = frozenset()  # the hooks some registered plugin implements
         self._plans: dict[str, Plan] = {}
         # pluggy's own executor: tracing and monitoring replace it (then the plans are not used)
         self._plain_hookexec = getattr(self, "_inner_hookexec", None)
@@ -130,14 +130,14 @@ class ClpPluginManager(pluggy.PluginManager):
             self._adapting = None
 
     def _changed(self) -> None:
-        self._implemented = frozenset(
+        self.implemented = frozenset(
             hook for hook in _HOOK_NAMES if (caller := getattr(self.hook, hook, None)) is not None
             and caller.get_hookimpls())
         self._registered_cache.clear()
         self._plans = {}
         if not self.fast_path or self._plain_hookexec is None:
             return
-        for hook in _LIFECYCLE & self._implemented:
+        for hook in _LIFECYCLE & self.implemented:
             impls = getattr(self.hook, hook).get_hookimpls()
             if any(i.wrapper or i.hookwrapper or i.kwargnames or not hasattr(i.function, "__wrapped__")
                    for i in impls):
@@ -153,14 +153,9 @@ class ClpPluginManager(pluggy.PluginManager):
             return None
         return self._plans.get(hook)
 
-    @property
-    def implemented(self) -> frozenset[str]:
-        """The hooks some registered plugin implements."""
-        return self._implemented
-
     def implements(self, hook: str) -> bool:
         """Whether some registered plugin implements ``hook``."""
-        return hook in self._implemented
+        return hook in self.implemented
 
     def registered(self, hook: str) -> dict[str, Any]:
         """The ``{name: factory}`` dicts returned from registration ``hook``, merged (cached

@@ -40,7 +40,7 @@ class HookRunner:
         self.pm = pm
 
     def has(self, hook: str) -> bool:
-        return hook in self.pm._implemented
+        return hook in self.pm.implemented
 
     async def call(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation in order; the first failure stops and is raised.
@@ -48,7 +48,7 @@ class HookRunner:
         A :class:`ClpError` propagates as is; anything else is wrapped in :class:`HookError`.
         """
         pm = self.pm
-        if hook not in pm._implemented:  # nothing to call: costs a set lookup
+        if hook not in pm.implemented:  # nothing to call: costs a set lookup
             return
         plan = pm.plan(hook)
         if plan is not None:
@@ -101,7 +101,7 @@ class HookRunner:
         plugin, or the ClpError raised, with ``__cause__`` set) and logged, not raised."""
         errors: list[BaseException] = []
         pm = self.pm
-        if hook not in pm._implemented:
+        if hook not in pm.implemented:
             return errors
         plan = pm.plan(hook)
         if plan is not None:

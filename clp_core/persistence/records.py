@@ -15,6 +15,9 @@ from ..messages import Message
 from ..snapshots import committed_intents
 
 
+_ABSENT = object()
+
+
 class Records:
     """At most ``limit`` idempotency records and ``window`` intent ids, the oldest dropped
     first when one is added."""
@@ -30,13 +33,12 @@ class Records:
     ) -> None:
         self.limit, self.window = limit, window
         self._items: collections.OrderedDict[str, Any] = collections.OrderedDict(items or {})
-        # compact id (ids.compact_id) -> transition; the stored form is kept up to date as
-        # ids come and go, so a write does not rebuild it
-        self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(
-            (compact_id(i), t) for i, t in intents)
-        self._ids_text = " ".join(self._intents)
-        self._runs: collections.deque[list[Any]] | None = None  # built when first stored
-        self._last_compact = ("", "")
+        # intent id -> transition. The stored form (compact ids, runs of transitions) is built
+        # when first stored, then kept up to date as ids come and go, so a write does not
+        # rebuild it and a runtime that never writes never makes it.
+        self._intents: collections.OrderedDict[str, str | None] = collections.OrderedDict(intents)
+        self._ids_text: str | None = None
+        self._runs: collections.deque[list[Any]] | None = None
         self._trim()
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict(
             (m["id"], dict(m)) for m in outbox)
@@ -58,10 +60,10 @@ class Records:
 
     def committed(self, intent_id: str) -> tuple[bool, str | None]:
         """Whether intent ``intent_id`` committed (within the window), and its transition."""
-        short = self._compact(intent_id)
-        if short in self._intents:
-            return True, self._intents[short]
-        return False, None
+        transition = self._intents.get(intent_id, _ABSENT)
+        if transition is _ABSENT:
+            return False, None
+        return True, transition  # type: ignore[return-value]
 
     def reloaded(self, stored: Records) -> Records:
         """``stored`` (just read) with this instance's deliveries not yet written applied."""
@@ -73,42 +75,51 @@ class Records:
             self._pending[message.id] = message.to_dict()
         if entry.idempotency_key is not None:
             self._items[entry.idempotency_key] = entry_to_dict(entry)
-        if entry.intent_id is not None and self.window:
-            self._add_intent(self._compact(entry.intent_id), entry.transition_result.name)
-        self._trim()
+            if len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        intent_id = entry.intent_id
+        if intent_id is not None and self.window:
+            intents = self._intents
+            if intent_id in intents:  # not expected (ids are unique), but keep the stored form exact
+                del intents[intent_id]
+                self._ids_text = self._runs = None
+            transition = intents[intent_id] = entry.transition_result.name
+            if self._ids_text is not None or self._runs is not None:
+                self._store_intent(intent_id, transition)
+            if len(intents) > self.window:
+                self._drop_oldest()
 
     def discard(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
         for message in messages:
             self._pending.pop(message.id, None)
         if entry.idempotency_key is not None:
             self._items.pop(entry.idempotency_key, None)
-        if entry.intent_id is not None and compact_id(entry.intent_id) in self._intents:
-            del self._intents[compact_id(entry.intent_id)]
-            self._ids_text, self._runs = " ".join(self._intents), None
+        if entry.intent_id is not None and entry.intent_id in self._intents:
+            del self._intents[entry.intent_id]
+            self._ids_text = self._runs = None
 
     def _trim(self) -> None:
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
         while len(self._intents) > self.window:
-            short, _ = self._intents.popitem(last=False)
-            self._ids_text = self._ids_text[len(short) + 1:]
-            if self._runs is not None:
-                self._runs[0][1] -= 1
-                if not self._runs[0][1]:
-                    self._runs.popleft()
+            self._drop_oldest()
 
-    def _compact(self, intent_id: str) -> str:
-        """:func:`compact_id`, remembering the last (a commit asks for it twice)."""
-        if self._last_compact[0] != intent_id:
-            self._last_compact = (intent_id, compact_id(intent_id))
-        return self._last_compact[1]
+    def _drop_oldest(self) -> None:
+        """Drop the oldest intent of the window, and from the stored form once built."""
+        self._intents.popitem(last=False)
+        if self._ids_text is not None:  # compact ids hold no space
+            cut = self._ids_text.find(" ")
+            self._ids_text = "" if cut < 0 else self._ids_text[cut + 1:]
+        if self._runs is not None:
+            self._runs[0][1] -= 1
+            if not self._runs[0][1]:
+                self._runs.popleft()
 
-    def _add_intent(self, short: str, transition: str | None) -> None:
-        if short in self._intents:  # not expected (ids are unique), but keep the text exact
-            del self._intents[short]
-            self._ids_text, self._runs = " ".join(self._intents), None
-        self._intents[short] = transition
-        self._ids_text = f"{self._ids_text} {short}" if self._ids_text else short
+    def _store_intent(self, intent_id: str, transition: str | None) -> None:
+        """Add an intent to the stored form, once built."""
+        if self._ids_text is not None:
+            short = compact_id(intent_id)
+            self._ids_text = f"{self._ids_text} {short}" if self._ids_text else short
         runs = self._runs
         if runs is not None:
             if runs and runs[-1][0] == transition:
@@ -124,11 +135,13 @@ class Records:
         return dict(self._items)
 
     def intents(self) -> tuple[tuple[str, str | None], ...]:
-        return tuple((expand_id(i), t) for i, t in self._intents.items())
+        return tuple(self._intents.items())
 
     def intents_stored(self) -> dict[str, Any]:
         """The window as a document stores it, compact (a commit writes it whole):
         ``{"ids": "<compact id> ...", "runs": [[transition, how many], ...]}``, oldest first."""
+        if self._ids_text is None:
+            self._ids_text = " ".join(compact_id(i) for i in self._intents)
         if self._runs is None:
             self._runs = collections.deque()
             for transition in self._intents.values():

@@ -12,6 +12,7 @@ import attrs
 
 from .. import ops
 from ..errors import PathError
+from ..slots import new, slot_setters
 from .paths import MAX_DEPTH, Path, State, _short, array_index, format_path, lookup, parse_path
 from .views import _check_key, copy_value, plain, view
 
@@ -57,6 +58,13 @@ class Change:
     value: Any = attrs.field(default=None, converter=view)
     start: int | None = None
     delete_count: int | None = None
+
+
+_new = new
+_c_op, _c_path, _c_value, _c_start, _c_delete_count = slot_setters(Change, "op path value start delete_count")
+
+
+_top_keys: set[str] = set()  # top-level state keys written before (no ".", not empty, no leading "__")
 
 
 class _Discard(list[Any]):
@@ -205,9 +213,10 @@ class Writer:
         root = self.root
         for key, value in result.items():
             kind = type(value)
-            if (kind not in _FLAT or type(key) is not str or "." in key or not key or key[:2] == "__"
-                    or (kind is float and not math.isfinite(value))):
+            if kind not in _FLAT or key not in _top_keys or (kind is float and not math.isfinite(value)):
                 self._apply(parse_path(key), value)
+                if type(key) is str and key and "." not in key and key[:2] != "__" and len(_top_keys) < 10_000:
+                    _top_keys.add(key)  # a key the general path took: the next writes skip the walk
                 continue
             # a scalar at a top-level key (the usual effect): what set() does, without the walk
             if key in root:
@@ -218,8 +227,14 @@ class Writer:
             else:
                 self._undo.append(("delete", root, key, None))
             root[key] = value
-            if self.journal:
-                self.changes.append(Change("set", key, value))
+            if self.journal:  # Change("set", key, value), made as its __init__ would (value is flat)
+                change = _new(Change)
+                _c_op(change, "set")
+                _c_path(change, key)
+                _c_value(change, value)
+                _c_start(change, None)
+                _c_delete_count(change, None)
+                self.changes.append(change)
 
     def _apply(self, path: Path, value: Any) -> None:
         where = format_path(path)
