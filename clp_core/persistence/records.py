@@ -14,7 +14,6 @@ from ..log import LogEntry, entry_from_dict, entry_to_dict
 from ..messages import Message
 from ..snapshots import committed_intents
 
-
 _ABSENT = object()
 
 
