@@ -23,12 +23,13 @@ def _start(ms: int) -> str:
 
 
 _getrandbits = random.getrandbits
+_time_ns = time.time_ns
 _VARIANT = 0b10 << 62
 
 
 def new_id() -> str:
     """A new UUIDv7 string; later calls in this process sort after earlier ones."""
-    ms = time.time_ns() // 1_000_000
+    ms = _time_ns() // 1_000_000
     last = _last
     if ms > last[0]:
         last[0], last[1], last[2] = ms, random.getrandbits(10), _start(ms)  # a random start, room to count up
@@ -37,9 +38,10 @@ def new_id() -> str:
         if last[1] > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
             last[0], last[1] = last[0] + 1, 0
             last[2] = _start(last[0])
+    # the sequence (3 hex digits after a 0), then the variant and 62 random bits (16 digits);
     # random is reseeded in a forked child, so processes never share a sequence
-    rest = (_getrandbits(62) | _VARIANT).to_bytes(8, "big").hex()  # the variant, then 62 random bits
-    return f"{last[2]}{last[1]:03x}-{rest[:4]}-{rest[4:]}"
+    digits = ((last[1] << 64) | _getrandbits(62) | _VARIANT).to_bytes(10, "big").hex()
+    return f"{last[2]}{digits[1:4]}-{digits[4:8]}-{digits[8:]}"
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

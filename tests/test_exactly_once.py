@@ -86,6 +86,17 @@ def test_intent_ids_are_unique_sortable_uuid7_and_on_every_entry() -> None:
                for i in ids)
 
 
+def test_ids_of_one_millisecond_stay_sorted_past_4096(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clp_core import ids as ids_module
+
+    monkeypatch.setattr(ids_module, "_time_ns", lambda: 1_900_000_000_000_000_000)  # a frozen clock
+    monkeypatch.setattr(ids_module, "_last", [0, 0, ""])  # (restored after: later ids keep the real clock)
+    made = [ids_module.new_id() for _ in range(9000)]  # more than one millisecond's 4096
+    assert made == sorted(made) and len(set(made)) == 9000
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made)
+    assert {uuid.UUID(i).int >> 80 for i in made} >= {1_900_000_000_000 + k for k in range(1, 3)}
+
+
 async def test_log_entries_carry_the_intent_id() -> None:
     runtime = clp.create_runtime(wallet())
     intent = await runtime.dispatch("pay", {"amount": 3})

@@ -175,13 +175,28 @@ def _general(root: dict[str, Any], effects: dict[str, Any]) -> Writer:
 ])
 def test_scalar_effects_at_top_level_keys_write_what_the_general_path_writes(effects: dict[str, Any]) -> None:
     start = {"count": 0, "name": "a", "nested": {"x": 0}}
-    fast_state, slow_state = {**start, "nested": {"x": 0}}, {**start, "nested": {"x": 0}}
-    fast = Writer(fast_state)
-    fast.apply_effects(effects)
-    slow = _general(slow_state, effects)
-    assert fast_state == slow_state and fast.changes == slow.changes and fast._undo == slow._undo
-    fast.rollback()
-    assert fast_state == start
+    for _ in range(2):  # the first write of a key takes the general path, the next ones the shortcut
+        fast_state, slow_state = {**start, "nested": {"x": 0}}, {**start, "nested": {"x": 0}}
+        fast = Writer(fast_state)
+        fast.apply_effects(effects)
+        slow = _general(slow_state, effects)
+        assert fast_state == slow_state and fast.changes == slow.changes and fast._undo == slow._undo
+        assert [repr(c) for c in fast.changes] == [repr(c) for c in slow.changes]
+        assert [attrs.asdict(c) for c in fast.changes] == [attrs.asdict(c) for c in slow.changes]
+        fast.rollback()
+        assert fast_state == start
+
+
+def test_a_commit_context_is_what_the_classes_make() -> None:
+    from clp_core.lifecycle.context import Context, context
+    from clp_core.state import StateView
+
+    intent, state = _intent(), {"count": 1}
+    made = context(intent, state)
+    assert made == Context(intent, StateView(state)) and repr(made) == repr(Context(intent, StateView(state)))
+    assert type(made.state) is StateView and made.state._data is state and made.state["count"] == 1
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.intent = intent  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("effects", "error"), [

@@ -624,6 +624,23 @@ async def test_without_a_name_exactly_one_transition_must_hold(holding: int) -> 
     assert runtime.get_log()[-1].error == str(info.value)
 
 
+@pytest.mark.parametrize("named", [None, "t1"])
+async def test_a_when_that_raises_is_a_condition_error_naming_the_transition(named: str | None) -> None:
+    def broken(ctx: Any) -> bool:
+        raise KeyError("missing")
+
+    transitions = {"t0": {"when": lambda ctx: False, "effects": lambda ctx: {"x": 0}},
+                   "t1": {"when": broken, "effects": lambda ctx: {"x": 1}}}
+    runtime = _runtime(transitions=transitions)
+    intent = await runtime.dispatch("noop")
+    with pytest.raises(errors.ConditionError) as info:
+        await runtime.commit(named)
+    assert str(info.value) == "when of transition t1 raised: KeyError: 'missing'"
+    assert info.value.where == "t1" and isinstance(info.value.__cause__, KeyError)
+    assert runtime.get_state() == {} and runtime.current_intent == intent
+    assert runtime.get_log()[-1].error == str(info.value)
+
+
 async def test_a_successful_commit_applies_effects_logs_and_clears() -> None:
     guards = [{"name": "g1", "deny": lambda ctx: False}, {"name": "g2", "deny": lambda ctx: False}]
     runtime = _runtime(Provider({"meal": "veg"}), guards=guards)

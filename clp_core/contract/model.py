@@ -147,6 +147,7 @@ class Contract(metaclass=_ContractType):
     transitions: Mapping[str, Transition]
     _guards_by_intent: Mapping[str, tuple[Guard, ...]] = attrs.field(init=False, repr=False, eq=False)
     _transitions_by_intent: Mapping[str, Mapping[str, Transition]] = attrs.field(init=False, repr=False, eq=False)
+    keyed: bool = attrs.field(init=False, repr=False, eq=False)  # some transition has an idempotency_key
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_guards_by_intent", MappingProxyType(
@@ -155,6 +156,7 @@ class Contract(metaclass=_ContractType):
             name: MappingProxyType({t.name if t.name is not None else key: t
                                     for key, t in self.transitions.items() if t.on is None or name in t.on})
             for name in self.intents}))
+        object.__setattr__(self, "keyed", any(t.idempotency_key is not None for t in self.transitions.values()))
 
     def intent(self, name: str) -> CompiledIntent | None:
         return self.intents.get(name)

@@ -26,7 +26,7 @@ from ..errors import (
 from ..log import GuardOutcome, Intent, LogEntry, Proposal, TransitionResult
 from ..messages import Message, collect
 from ..persistence import Records
-from ..state import Change, State, StateView, Writer, plain
+from ..state import Change, State, Writer, plain
 from .context import Context, context
 from .intake import Intake
 
@@ -60,7 +60,7 @@ async def attempt(
     contract: Contract, intake: Intake, state: State, intent: Intent, name: str | None, records: Records,
     aggregate: str,
 ) -> CommitResult:
-    ctx = context(intent, StateView(state))
+    ctx = context(intent, state)
     outcomes: list[GuardOutcome] = []
     transition_name = name
     committed, transition_taken = records.committed(intent.id)
@@ -70,7 +70,7 @@ async def attempt(
             transition_attempted=transition_taken, transition_result=TransitionResult(transition_taken, True),
             proposal_source=intent.source))
     try:
-        recorded = _recorded(contract, name, ctx, records) if records else None
+        recorded = _recorded(contract, name, ctx, records) if contract.keyed and records else None
         if recorded is not None:
             return CommitResult(ctx, transition=name, replayed=recorded)
         for guard in contract.guards_for(intent.name):
@@ -81,7 +81,10 @@ async def attempt(
         transition = _choose(contract, name, ctx)
         transition_name = transition.name
         key = None if transition.idempotency_key is None else _idempotency_key(transition, ctx)
-        effects = _effects(transition, ctx)
+        try:
+            effects = transition.effects(ctx)  # a dict, the usual; else _awaited_effects takes it
+        except Exception as exc:
+            _effects_failed(transition, exc)
         if type(effects) is not dict:
             effects = await _awaited_effects(transition, effects)
         writer = Writer(state)
@@ -90,7 +93,7 @@ async def attempt(
             if intake.validator is not None:
                 intake.check_state(state)
             emitted = () if transition.emit is None else collect(
-                transition.emit(context(intent, StateView(state))), transition=str(transition.name),
+                transition.emit(context(intent, state)), transition=str(transition.name),
                 intent_id=intent.id, aggregate=aggregate)
         except BaseException as exc:
             writer.rollback()
@@ -153,13 +156,18 @@ def _choose(contract: Contract, name: str | None, ctx: Context) -> Transition:
         if transition is None or not _holds(transition, ctx):
             raise NoMatchingTransitionError(name)
         return transition
-    matching = []
+    chosen, matching = None, 0
     for transition in transitions.values():
-        if transition.when is None or _holds(transition, ctx):
-            matching.append(transition)
-    if len(matching) != 1:
-        raise AmbiguousTransitionError(len(matching))
-    return matching[0]
+        if transition.when is not None:
+            try:
+                if not transition.when(ctx):
+                    continue
+            except Exception as exc:
+                _condition_failed(transition, exc)
+        chosen, matching = transition, matching + 1
+    if matching != 1:
+        raise AmbiguousTransitionError(matching)
+    return chosen  # type: ignore[return-value]
 
 
 def _holds(transition: Transition, ctx: Context) -> bool:
@@ -168,9 +176,13 @@ def _holds(transition: Transition, ctx: Context) -> bool:
     try:
         return bool(transition.when(ctx))
     except Exception as exc:
-        raise ConditionError(
-            f"when of transition {transition.name} raised: {type(exc).__name__}: {exc}", where=str(transition.name)
-        ) from exc
+        _condition_failed(transition, exc)
+
+
+def _condition_failed(transition: Transition, exc: Exception) -> NoReturn:
+    raise ConditionError(
+        f"when of transition {transition.name} raised: {type(exc).__name__}: {exc}", where=str(transition.name)
+    ) from exc
 
 
 def _idempotency_key(transition: Transition, ctx: Context) -> str | None:
@@ -183,14 +195,6 @@ def _idempotency_key(transition: Transition, ctx: Context) -> str | None:
             f"idempotency_key of {transition.name} raised: {type(exc).__name__}: {exc}", where=str(transition.name)
         ) from exc
     return None if key is None else str(key)
-
-
-def _effects(transition: Transition, ctx: Context) -> Any:
-    """What ``effects(ctx)`` returned: a dict (the usual), else what :func:`_awaited_effects` takes."""
-    try:
-        return transition.effects(ctx)
-    except Exception as exc:
-        _effects_failed(transition, exc)
 
 
 async def _awaited_effects(transition: Transition, result: Any) -> Mapping[str, Any]:

@@ -6,7 +6,7 @@ import attrs
 
 from ..log import Intent
 from ..slots import new, slot_setters
-from ..state import StateView
+from ..state import State, StateView, _View
 
 
 @attrs.frozen
@@ -18,12 +18,16 @@ class Context:
 
 
 _c_intent, _c_state = slot_setters(Context, "intent state")
+_v_data = vars(_View)["_data"].__set__
 
 
-def context(intent: Intent, state: StateView) -> Context:
-    """``Context(intent, state)``, made as its ``__init__`` would (attrs frozen classes set
-    their fields through ``object.__setattr__``, twice the cost): the commit's hot path."""
+def context(intent: Intent, state: State) -> Context:
+    """``Context(intent, StateView(state))``, made as their ``__init__`` would (attrs frozen
+    classes set their fields through ``object.__setattr__``, twice the cost): the commit's
+    hot path."""
+    view = new(StateView)
+    _v_data(view, state)
     ctx = new(Context)
     _c_intent(ctx, intent)
-    _c_state(ctx, state)
+    _c_state(ctx, view)
     return ctx  # type: ignore[no-any-return]

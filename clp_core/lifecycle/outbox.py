@@ -33,14 +33,14 @@ class Outbox:
         self.hooks, self.log = hooks, log
         self._append = log.append
         self._ships = hooks.has("on_log_entry")
-        self._entries: list[LogEntry] = []  # logged, not yet given to on_log_entry
-        self._errors: list[tuple[BaseException, str]] = []  # not yet given to on_error
+        self.entries: list[LogEntry] = []  # logged, not yet given to on_log_entry
+        self.errors: list[tuple[BaseException, str]] = []  # not yet given to on_error
         self._flushing = False
 
     def record(self, entry: LogEntry) -> None:
         self._append(entry)
         if self._ships:
-            self._entries.append(entry)
+            self.entries.append(entry)
 
     def entry(self, intent: Intent | None, phase: str, failures: Sequence[ValidationError], **fields: Any) -> LogEntry:
         """The log entry of ``intent`` at ``phase``, with ``fields``; a lenient validator's
@@ -64,7 +64,7 @@ class Outbox:
 
     def defer_error(self, error: BaseException, phase: str) -> None:
         """Report ``error`` to ``on_error`` at the next flush (it did not fail the phase)."""
-        self._errors.append((error, phase))
+        self.errors.append((error, phase))
 
     async def flush(self) -> None:
         """Ship what was recorded. One flush at a time ships everything, so entries arrive in
@@ -74,17 +74,13 @@ class Outbox:
             return
         self._flushing = True
         try:
-            while self._entries or self._errors:
-                while self._entries:
-                    await self.after("on_log_entry", entry=self._entries.pop(0))
-                while self._errors:
-                    await self.report(*self._errors.pop(0))
+            while self.entries or self.errors:
+                while self.entries:
+                    await self.after("on_log_entry", entry=self.entries.pop(0))
+                while self.errors:
+                    await self.report(*self.errors.pop(0))
         finally:
             self._flushing = False
-
-    def shipment(self) -> Awaitable[None] | None:
-        """:meth:`flush`, or ``None`` when nothing waits to be shipped."""
-        return self.flush() if self._entries or self._errors else None
 
     async def report(self, error: BaseException, phase: str) -> None:
         if isinstance(error, StorageError):

@@ -175,9 +175,11 @@ class Runtime(History):
             await shipping
 
     def _shipment(self) -> Awaitable[None] | None:
+        """What the outbox has to ship (:meth:`.Outbox.flush`), or ``None``."""
         if self._intake.failures:
             self._intake.failures.clear()  # failures of a call that logged nothing are dropped with it
-        return self._outbox.shipment()
+        outbox = self._outbox
+        return outbox.flush() if outbox.entries or outbox.errors else None
 
     # -- reads -------------------------------------------------------------------------
     def get_state(self, path: str | None = None) -> Any:

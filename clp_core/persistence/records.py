@@ -86,7 +86,9 @@ class Records:
             if self._ids_text is not None or self._runs is not None:
                 self._store_intent(intent_id, transition)
             if len(intents) > self.window:
-                self._drop_oldest()
+                intents.popitem(last=False)
+                if self._ids_text is not None or self._runs is not None:
+                    self._unstore_oldest()
 
     def discard(self, entry: LogEntry, messages: Iterable[Message] = ()) -> None:
         for message in messages:
@@ -101,11 +103,11 @@ class Records:
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
         while len(self._intents) > self.window:
-            self._drop_oldest()
+            self._intents.popitem(last=False)
+            self._unstore_oldest()
 
-    def _drop_oldest(self) -> None:
-        """Drop the oldest intent of the window, and from the stored form once built."""
-        self._intents.popitem(last=False)
+    def _unstore_oldest(self) -> None:
+        """Drop the oldest intent from the stored form, once built."""
         if self._ids_text is not None:  # compact ids hold no space
             cut = self._ids_text.find(" ")
             self._ids_text = "" if cut < 0 else self._ids_text[cut + 1:]

@@ -122,7 +122,8 @@ class StateView(_View, Mapping[str, Any]):
         self._data = data
 
     def __getitem__(self, key: str) -> Any:
-        return view(self._data[key])
+        value = self._data[key]
+        return value if type(value) in _FLAT else view(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -139,7 +140,8 @@ class StateView(_View, Mapping[str, Any]):
         path (state keys cannot contain ``.``; a payload's field names can)."""
         data = self._data
         if key in data:
-            return view(data[key])
+            value = data[key]
+            return value if type(value) in _FLAT else view(value)
         if isinstance(key, str) and "." in key:
             found = lookup(data, parse_path(key))
             return default if found is None else view(found)
