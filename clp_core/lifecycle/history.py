@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import saga as saga_module
@@ -26,7 +26,6 @@ class History:
     event_store: EventStore | None
     _persistence: Persistence
     _outbox: Outbox
-    _flush: Callable[[], Awaitable[None]]  # Runtime's
 
     def _runtime(self) -> Runtime:
         return self  # type: ignore[return-value]  # History is only ever mixed into Runtime
@@ -79,5 +78,5 @@ class History:
                   "kind": event.kind, "step": event.data.get("step")}
         self._outbox.record(LogEntry(intent_name=None, intent_payload=None, phase="saga",
                                      error=event.data.get("error"), detail=detail))
-        await self._flush()
+        await self._outbox.flush()
         await self._outbox.after("on_saga_event", event=event)

@@ -169,11 +169,6 @@ class Runtime(History):
     def _phase(self, name: str) -> Phase:
         return Phase(name, self._lock, None if self._hydrated else self._ensure_hydrated, self._ship, self._outbox)
 
-    async def _flush(self) -> None:
-        shipping = self._shipment()
-        if shipping is not None:
-            await shipping
-
     def _shipment(self) -> Awaitable[None] | None:
         """What the outbox has to ship (:meth:`.Outbox.flush`), or ``None``."""
         if self._intake.failures:
