@@ -23,7 +23,8 @@ T = TypeVar("T")
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 #: URL query options (and keyword arguments) that bound how long one operation may take,
-#: in seconds, and how often it is retried: ``timeout`` (each read or write on the socket),
+#: in seconds, and how often it is retried: ``timeout`` (each attempt: sending a command and
+#: reading its reply),
 #: ``connect_timeout`` (opening a connection), ``retries`` (attempts after the first, on a
 #: connection error or a timeout) and ``operation_timeout`` (the whole operation, retries and
 #: backoff included). The defaults bound one failed operation to 5 s in all. Retrying is
@@ -93,10 +94,15 @@ def _safe(url: str) -> str:
 
 
 def make_client(url: str, options: dict[str, Any], timeouts: Timeouts) -> tuple[aioredis.Redis, Timeouts]:
-    """A client whose socket timeouts are ``timeouts``'; redis-py's own retries are turned off
-    (this package retries, see :func:`call`) unless ``options`` passes a ``retry``."""
-    merged: dict[str, Any] = {"socket_timeout": timeouts.timeout, "socket_connect_timeout": timeouts.connect_timeout,
-                              **options}
+    """A client that connects within ``timeouts.connect_timeout``; redis-py's own retries are
+    turned off (this package retries, see :func:`call`) unless ``options`` passes a ``retry``.
+
+    Each attempt is bounded by :func:`call` (``timeouts.timeout``, one timer for the command and
+    its reply), not by redis-py's ``socket_timeout``: on Python 3.11 that costs a task for every
+    send and a timer for every read. redis-py closes a connection whose command or reply was
+    cut short, so a timed-out attempt never leaves a reply behind for the next one. A
+    ``socket_timeout`` given in the URL still reaches redis-py."""
+    merged: dict[str, Any] = {"socket_timeout": None, "socket_connect_timeout": timeouts.connect_timeout, **options}
     if "retry" not in options:
         merged["retry"] = Retry(NoBackoff(), 0)
     else:
@@ -139,36 +145,51 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
     ``"unknown"``: a write may have been applied, whatever the last attempt said."""
     timeouts = timeouts or Timeouts()
     attempts: list[BaseException] = []
-    deadline = asyncio.timeout(timeouts.operation_timeout)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeouts.operation_timeout
+    # one timer per attempt: at its own bound or at the operation's end, whichever comes first
     try:
-        async with deadline:
-            while True:
-                try:
+        while True:
+            bound = asyncio.timeout_at(min(loop.time() + timeouts.timeout, end))
+            try:
+                async with bound:
                     return await factory()
-                except ResponseError:
-                    raise
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    attempts.append(exc)
-                    if len(attempts) > timeouts.retries:
-                        raise
-                await asyncio.sleep(_backoff(len(attempts)))
+            except ResponseError:
+                raise
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if bound.expired():  # redis-py closed the connection the attempt was cut short on
+                    if loop.time() >= end:
+                        raise _OutOfTime() from exc
+                    exc = RedisTimeoutError(f"no reply within timeout={timeouts.timeout:g} s")
+                attempts.append(exc)
+                if len(attempts) > timeouts.retries:
+                    raise exc
+            pause = _backoff(len(attempts))
+            if loop.time() + pause >= end:
+                await asyncio.sleep(max(0.0, end - loop.time()))
+                raise _OutOfTime() from attempts[-1]
+            await asyncio.sleep(pause)
     except ResponseError as exc:
         text = str(exc)
         if "WRONGTYPE" in text or "CLP_CORRUPT" in text:
             raise CorruptStateError(
                 f"stored value for key {key!r} is not a CLP value: {text}", backend=backend) from None
         raise StorageError(f"{what} of {key!r} at {where} failed: {text}", backend=backend) from exc
+    except _OutOfTime as exc:
+        raise StorageError(
+            f"{what} of {key!r} at {where} did not finish within operation_timeout="
+            f"{timeouts.operation_timeout:g} s ({len(attempts)} failed attempts before)",
+            backend=backend) from exc.__cause__
     except (RedisError, OSError) as exc:
-        if deadline.expired():
-            raise StorageError(
-                f"{what} of {key!r} at {where} did not finish within operation_timeout="
-                f"{timeouts.operation_timeout:g} s ({len(attempts)} failed attempts before)", backend=backend) from exc
         proven = timeouts.own_retries and all(_before_sending(error) for error in attempts)
         tries = f" after {len(attempts)} attempts" if len(attempts) > 1 else ""
         raise StorageError(
             f"{what} of {key!r} at {where} failed{tries}: {type(exc).__name__}: {exc}", backend=backend,
             outcome=OUTCOME_NOT_APPLIED if proven else OUTCOME_UNKNOWN) from exc
 
+
+class _OutOfTime(Exception):
+    """The operation's ``operation_timeout`` ran out (its cause: what the last attempt met)."""
 
 
 def direct_scripts(client: aioredis.Redis, timeouts: Timeouts) -> bool:
