@@ -71,6 +71,25 @@ def test_encode_refuses_what_cannot_be_stored(document: dict[str, object]) -> No
         codec.encode(document)
 
 
+@pytest.mark.parametrize("document", [
+    {}, {"a": 1}, {"s": "é \u2028 \"quoted\" \\ \n", "f": [0.1, -2.5e-300, 1e300, 3.0], "n": None, "b": [True, False]},
+    {"when": dt.date(2026, 12, 7), "at": dt.datetime(2026, 12, 7, 1, 2, 3, tzinfo=dt.UTC)},
+    {"deep": {"a": [{"b": [[], {}]}]}, "big": 2 ** 80, "emoji": "\U0001f600"},
+])
+def test_the_reused_encoder_writes_what_json_encoder_writes(document: dict[str, object]) -> None:
+    assert codec._encode_chunks is not None  # CPython: the C encoder is reused
+    envelope = {"format": codec.FORMAT, "data": document}
+    assert codec._json(envelope) == codec._ENCODER.encode(envelope)
+    assert codec.encode(document) == codec._ENCODER.encode(envelope)
+
+
+def test_encode_refuses_a_cycle() -> None:
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(StateValueError):
+        codec.encode({"x": cyclic})
+
+
 def test_encode_refuses_over_deep_documents() -> None:
     deep: list[object] = []
     for _ in range(10_000):
