@@ -173,10 +173,14 @@ def _find(document: dict[str, Any], path: Path) -> tuple[bool, Any]:
 @attrs.frozen
 class Write:
     """One prepared save: ``text`` is an encoded patch (``compacts`` false) or the whole
-    document, to be stored as the new base, dropping the patches (``compacts`` true)."""
+    document, to be stored as the new base, dropping the patches (``compacts`` true).
+
+    ``over_patches`` false says the writer knows no patch follows the stored base (it read or
+    wrote every version before its own): an adapter may skip looking for patches to drop."""
 
     text: str
     compacts: bool
+    over_patches: bool = True
 
 
 @attrs.define
@@ -208,7 +212,7 @@ class PatchLog:
             text = patch.encode()
             if self.patch_bytes + len(text) <= self.base_bytes:
                 return Write(text, compacts=False)
-        return Write(codec.encode(document()), compacts=True)
+        return Write(codec.encode(document()), compacts=True, over_patches=self.patches > 0)
 
     def done(self, write: Write) -> None:
         if write.compacts:

@@ -98,6 +98,21 @@ class PatchingCases:
         await adapter.save_versioned("deleted", {"state": {}}, 0)
         assert await adapter.load_versioned("deleted") == ({"state": {}}, 1)
 
+    async def test_a_whole_write_says_whether_patches_follow_the_base(self, adapter: Any) -> None:
+        """``Write.over_patches``: false when the writer knows the base stands alone (an adapter
+        may then skip dropping patches), true once it wrote a patch; either way the key reads
+        back as written, and a patch after a compaction applies to the new base alone."""
+        self._require_patching(adapter)
+        log, version = await self._based(adapter, "knows")
+        for count, patch in ((1, None), (2, _patch(count=2)), (3, None), (4, _patch(count=4))):
+            write = log.prepare(lambda: big_document(count), patch)  # noqa: B023 - used at once
+            assert write.compacts == (patch is None)
+            if patch is None:
+                assert write.over_patches == (count == 3), f"count {count}: {log}"
+            version = await adapter.save_logged("knows", write, version)
+            log.done(write)
+            assert await adapter.load_versioned("knows") == (big_document(count), version)
+
     async def test_concurrent_patch_writers_never_lose_an_increment(self, adapter: Any) -> None:
         self._require_patching(adapter)
         await self._based(adapter, "contended")

@@ -101,6 +101,11 @@ class PostgresAdapter(TableClient):
             "base_version = NULL, updated_at = now() WHERE key = $1 AND version = $3 RETURNING key, version), "
             f"{drop} SELECT version FROM written"
         )
+        # the same writes by a writer that knows no patch follows the base (Write.over_patches)
+        self._insert_plain = (f"INSERT INTO {name} (key, version, data, updated_at) VALUES ($1, 1, $2::text::jsonb, "
+                              "now()) ON CONFLICT (key) DO NOTHING RETURNING version")
+        self._update_plain = (f"UPDATE {name} SET version = version + 1, data = $2::text::jsonb, base_version = NULL, "
+                              "updated_at = now() WHERE key = $1 AND version = $3 RETURNING version")
         # an append sets only small columns (data keeps its TOAST pointer) and adds a row
         self._append = (
             f"WITH bumped AS (UPDATE {name} SET version = version + 1, base_version = coalesce(base_version, "
@@ -170,9 +175,9 @@ class PostgresAdapter(TableClient):
         if not write.compacts:
             statement, args = self._append, (key, expected, data)
         elif expected == 0:
-            statement, args = self._insert_new, (key, data)
+            statement, args = self._insert_new if write.over_patches else self._insert_plain, (key, data)
         else:
-            statement, args = self._update_if, (key, data, expected)
+            statement, args = self._update_if if write.over_patches else self._update_plain, (key, data, expected)
         version = await self._run(f"save of {key!r}", lambda c: c.fetchval(statement, *args))
         if version is None:
             raise ConflictError(f"key {key!r} changed since version {expected_version}"

@@ -97,6 +97,34 @@ async def test_a_commit_on_a_big_state_is_one_round_trip(pg_dsn: str, table: str
         await proxy.close()
 
 
+async def test_a_runtime_s_compaction_removes_the_patch_rows(pg_dsn: str, table: str) -> None:
+    """A compaction after patches drops their rows; a whole write that knows no patch follows
+    the base (Write.over_patches false) sends the plain UPDATE."""
+    contract = clp.create_contract(intents={"set": {"inputs": {"key": "string", "size": "number"}}},
+                                   transitions={"set": {"effects": lambda ctx: {
+                                       ctx.intent.payload["key"]: "y" * int(ctx.intent.payload["size"])}}})
+    adapter = PostgresAdapter(pg_dsn, table=table)
+
+    async def patch_rows() -> int:
+        return int((await _sql(pg_dsn, f'SELECT count(*) AS n FROM "{table}_patches"'))[0]["n"])
+
+    try:
+        async with clp.create_runtime(contract, storage=adapter, storage_key="big",
+                                      initial_state={f"k{i}": "x" * 20 for i in range(2_000)}) as runtime:
+            await runtime.execute("set", {"key": "a", "size": 10})  # the first save: the whole base
+            await runtime.execute("set", {"key": "a", "size": 20})  # a patch
+            assert await patch_rows() == 1
+            await runtime.execute("set", {"key": "b", "size": 200_000})  # bigger than the base: compacts
+            assert await patch_rows() == 0
+            await runtime.execute("set", {"key": "b", "size": 300_000})  # compacts again, no patch to drop
+            assert await patch_rows() == 0
+        async with clp.create_runtime(contract, storage=PostgresAdapter(pg_dsn, table=table),
+                                      storage_key="big") as reader:
+            assert len(reader.get_state("b")) == 300_000 and reader.get_state("a") == "y" * 20
+    finally:
+        await adapter.close()
+
+
 async def test_whole_saves_and_delete_remove_the_patch_rows(pg_dsn: str, table: str) -> None:
     adapter = PostgresAdapter(pg_dsn, table=table)
 
