@@ -204,6 +204,7 @@ class PoolClient:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._held: Any = None  # a connection of an owned pool kept between calls (run)
         self._acquiring = 0  # calls waiting in the pool's acquire
+        self._out = 0  # connections of the owned pool acquired and not released (the held one too)
         self.where = describe(dsn)
 
     @property
@@ -223,7 +224,8 @@ class PoolClient:
             self._pool_lock, self._lock_loop = asyncio.Lock(), loop
         async with self._pool_lock:
             if self._pool is None:
-                options: dict[str, Any] = {"timeout": self.connect_timeout, "command_timeout": self.command_timeout}
+                # no command_timeout: run() bounds the statements itself, with one timer
+                options: dict[str, Any] = {"timeout": self.connect_timeout}
                 if _POOL_TAKES_RESET:
                     options["reset"] = _reset_connection
                 options.update(self.pool_options)
@@ -233,35 +235,43 @@ class PoolClient:
                 except BaseException:
                     _terminate(pool)
                     raise
-                self._pool, self._pool_loop = pool, loop
+                self._pool, self._pool_loop, self._out = pool, loop, 0
         return self._pool
 
     async def run(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """``fn(connection)`` on a pooled connection, within ``operation_timeout``; failures
-        become :class:`StorageError`, whose ``outcome`` is ``"not_applied"`` when no
-        connection could be had (nothing was sent) and ``"unknown"`` once ``fn`` ran.
+        """``fn(connection)`` on a pooled connection, within ``operation_timeout``, and ``fn``
+        itself (its statements) within ``command_timeout``; failures become
+        :class:`StorageError`, whose ``outcome`` is ``"not_applied"`` when no connection could
+        be had (nothing was sent) and ``"unknown"`` once ``fn`` ran.
 
+        One timer bounds both (asyncpg's own ``command_timeout`` would add one per statement):
+        at the statement's bound when a connection is at hand, moved there once one is had.
         On a pool of its own, the client keeps one connection out of the pool between calls
         (the held connection): a call that finds it takes it without the pool's acquire and
         release (a queue, and a task for ``asyncio.shield`` on every release). Concurrent calls
         use the pool as before; :meth:`close` gives the held connection back first."""
         sent = False
-        deadline = asyncio.timeout(self.operation_timeout)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.operation_timeout
+        deadline = asyncio.timeout_at(self._statement_end(loop, end))
         try:
             async with deadline:
                 connection = self._take_held()
                 if connection is not None and not _alive(connection):
                     # lost while held (the server went away): the pool replaces it (a
                     # connection asyncpg saw close is back in the pool already)
-                    await self._pool.release(connection)
+                    await self._release(self._pool, connection)
                     connection = None
                 if connection is None:
+                    deadline.reschedule(end)  # getting a connection may take the operation's time
                     pool = await self._get_pool()
                     self._acquiring += 1
                     try:
                         connection = await pool.acquire()
+                        self._out += 1
                     finally:
                         self._acquiring -= 1
+                    deadline.reschedule(self._statement_end(loop, end))
                 else:
                     pool = self._pool
                 try:
@@ -275,7 +285,7 @@ class PoolClient:
                     # the connection at once (asyncpg would otherwise wait, unbounded, for
                     # the server to acknowledge a cancel request before reusing it)
                     connection.terminate()
-                    await pool.release(connection)
+                    await self._release(pool, connection)
                     raise
                 await self._put_back(pool, connection)
                 return result
@@ -283,10 +293,21 @@ class PoolClient:
             raise
         except Exception as exc:
             if deadline.expired():
+                if loop.time() < end:  # the statement's bound
+                    raise StorageError(
+                        f"{what} at {self.where} did not finish within command_timeout={self.command_timeout:g} s",
+                        backend=self.backend, outcome=OUTCOME_UNKNOWN) from exc
                 raise StorageError(
                     f"{what} at {self.where} did not finish within operation_timeout={self.operation_timeout:g} s",
                     backend=self.backend, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
             raise self.error(what, exc, outcome=OUTCOME_UNKNOWN if sent else OUTCOME_NOT_APPLIED) from exc
+
+    def _statement_end(self, loop: asyncio.AbstractEventLoop, end: float) -> float:
+        """When the statements about to run must be done: ``command_timeout`` from now, or
+        the operation's ``end`` if that comes first."""
+        if self.command_timeout is None:
+            return end
+        return min(end, loop.time() + self.command_timeout)
 
     def _take_held(self) -> Any:
         """The held connection, if there is one usable on this loop (else ``None``)."""
@@ -303,11 +324,15 @@ class PoolClient:
         it, and no call waiting for a connection: the pool has another free one, and none of
         ours waits in its acquire), or release it to the pool."""
         if (self._held is None and self._owns_pool and pool is self._pool and not self._acquiring
-                and pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) > 0
-                and _alive(connection) and not connection.is_in_transaction()):
+                and self._out < self.max_size and _alive(connection) and not connection.is_in_transaction()):
             self._held = connection
         else:
-            await pool.release(connection)
+            await self._release(pool, connection)
+
+    async def _release(self, pool: Any, connection: Any) -> None:
+        if pool is self._pool:
+            self._out -= 1
+        await pool.release(connection)
 
     def error(self, what: str, exc: BaseException, *, outcome: str = OUTCOME_UNKNOWN) -> StorageError:
         detail = str(exc) or type(exc).__name__
@@ -320,6 +345,7 @@ class PoolClient:
         """Close the pool this object created (a pool passed in is the caller's to close)."""
         pool, self._pool = self._pool, None
         held, self._held = self._held, None
+        self._out = 0
         if pool is None or not self._owns_pool:
             if not self._owns_pool:
                 self._pool = pool  # still usable: it is the caller's

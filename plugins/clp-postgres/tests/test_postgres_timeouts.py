@@ -107,8 +107,10 @@ async def test_a_lost_reply_is_an_unknown_outcome_although_the_write_landed(
         await adapter.save_versioned("k", {"x": 1}, 0)
         await adapter.save_versioned("k", {"x": 2}, 1)  # the UPDATE is prepared: next time it is sent at once
         proxy.drop_replies()
-        with pytest.raises(StorageError) as info:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"did not finish within command_timeout=0\.5 s") as info:
             await adapter.save_versioned("k", {"x": 3}, 2)
+        assert time.monotonic() - started < 1.5, "the statement's bound, not the operation's (5 s)"
         assert info.value.outcome == "unknown"
         assert await direct.load_versioned("k") == ({"x": 3}, 3)
     finally:
