@@ -15,6 +15,7 @@ from typing import Any
 from . import codec
 from .codec import Transform as CodecTransform
 from .contract import CompiledIntent, Contract, Guard, IntentDef, Transition, compiled
+from .deadlines import Deadline, deadline_at
 from .errors import (
     OUTCOME_NOT_APPLIED,
     OUTCOME_UNKNOWN,
@@ -90,15 +91,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "OUTCOME_NOT_APPLIED", "OUTCOME_UNKNOWN", "ClpError", "CodecTransform", "CompiledIntent", "ConfigError",
     "ConflictError",
-    "Context", "Contract", "CorruptStateError", "DeliveryError", "Document", "EffectError", "Event", "EventRow",
-    "EventStore",
+    "Context", "Contract", "CorruptStateError", "Deadline", "DeliveryError", "Document", "EffectError", "Event",
+    "EventRow", "EventStore",
     "FieldType", "Guard", "GuardDeniedError", "HistoryError", "HookError",
     "Inactive", "Intent", "IntentDef", "ListView", "LogEntry", "Message", "Patch", "PatchLog", "PatchingStorage",
     "PathError", "PluginError",
     "Proposal", "ProposalError", "Proposed", "RetainingEventStore", "RowEventStore", "Snapshot", "StateValueError",
     "StateView", "StorageAdapter", "StorageError", "Transition", "UnknownIntentError",
     "ValidationError", "Validator", "VersionedStorage", "Write", "apply_events",
-    "apply_patch", "codec", "compiled", "entry_from_dict",
+    "apply_patch", "codec", "compiled", "deadline_at", "entry_from_dict",
     "entry_to_dict", "event_from_json", "event_to_dict", "event_to_json", "events_from_rows", "hookimpl",
     "intent_json_schema",
     "lineage", "now", "plain", "prune_point", "registration_manager", "replay", "resolve_event_store",

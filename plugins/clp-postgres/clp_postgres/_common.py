@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from clp_core.plugin_api import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ClpError, ConfigError, StorageError
+from clp_core.plugin_api import (
+    OUTCOME_NOT_APPLIED,
+    OUTCOME_UNKNOWN,
+    ClpError,
+    ConfigError,
+    StorageError,
+    deadline_at,
+)
 
 T = TypeVar("T")
 
@@ -244,7 +251,7 @@ class PoolClient:
         :class:`StorageError`, whose ``outcome`` is ``"not_applied"`` when no connection could
         be had (nothing was sent) and ``"unknown"`` once ``fn`` ran.
 
-        One timer bounds both (asyncpg's own ``command_timeout`` would add one per statement):
+        One deadline bounds both (asyncpg's own ``command_timeout`` would add a timer per statement):
         at the statement's bound when a connection is at hand, moved there once one is had.
         On a pool of its own, the client keeps one connection out of the pool between calls
         (the held connection): a call that finds it takes it without the pool's acquire and
@@ -253,7 +260,7 @@ class PoolClient:
         sent = False
         loop = asyncio.get_running_loop()
         end = loop.time() + self.operation_timeout
-        deadline = asyncio.timeout_at(self._statement_end(loop, end))
+        deadline = deadline_at(self._statement_end(loop, end))
         try:
             async with deadline:
                 connection = self._take_held()

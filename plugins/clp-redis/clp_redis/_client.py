@@ -16,7 +16,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clp_core.plugin_api import OUTCOME_NOT_APPLIED, OUTCOME_UNKNOWN, ConfigError, CorruptStateError, StorageError
+from clp_core.plugin_api import (
+    OUTCOME_NOT_APPLIED,
+    OUTCOME_UNKNOWN,
+    ConfigError,
+    CorruptStateError,
+    StorageError,
+    deadline_at,
+)
 
 T = TypeVar("T")
 
@@ -147,10 +154,11 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
     attempts: list[BaseException] = []
     loop = asyncio.get_running_loop()
     end = loop.time() + timeouts.operation_timeout
-    # one timer per attempt: at its own bound or at the operation's end, whichever comes first
+    # each attempt bounded at its own bound or at the operation's end, whichever comes first
+    # (clp_core's deadlines: no timer of its own per attempt)
     try:
         while True:
-            bound = asyncio.timeout_at(min(loop.time() + timeouts.timeout, end))
+            bound = deadline_at(min(loop.time() + timeouts.timeout, end))
             try:
                 async with bound:
                     return await factory()
