@@ -26,6 +26,8 @@ from ..storage.patch import Patch, PatchLog, patch_between
 from .base import storage_errors
 from .records import Records, stored_intents
 
+_NONE_ACKED: frozenset[str] = frozenset()
+
 
 def write_document(state: State, records: Records) -> Document:
     return {"state": state, "idempotency": records.to_list(), "intents": records.intents_stored(),
@@ -80,6 +82,7 @@ class DocumentPersistence:
         self._versioned = isinstance(storage, VersionedStorage)
         self._log = PatchLog() if patches(storage) else None
         self._version = 0
+        self._saving = storage_errors("save of", key, self.name)  # one for every save: it keeps nothing
 
     async def load(self) -> State:
         with storage_errors("load of", self.key, self.name):
@@ -100,20 +103,24 @@ class DocumentPersistence:
         return await self.load()  # the document is the unit: read it again
 
     async def save(self, state: State, entry: LogEntry, messages: tuple[Message, ...] = ()) -> None:
-        self.records.add(entry, messages)
+        records = self.records
+        records.add(entry, messages)
         if not self.save_on_commit:  # in memory: what _write would do, without the document
-            if self.records.unwritten():
-                self.records.written(set(self.records.acked))
+            if records.unwritten():
+                records.written(set(records.acked))
             return
-        fields = ["intents"] if entry.intent_id is not None and self.records.window else []
-        if entry.idempotency_key is not None:
-            fields.append("idempotency")
-        if messages or self.records.unwritten():
-            fields.append("outbox")
+        fields: list[str] = []
+        if self._log is not None and self._log.patching:  # what a patch must carry besides the state
+            if entry.intent_id is not None and records.window:
+                fields.append("intents")
+            if entry.idempotency_key is not None:
+                fields.append("idempotency")
+            if messages or records.unwritten():
+                fields.append("outbox")
         try:
             await self._write(state, entry.state_diff, fields)
         except BaseException:
-            self.records.discard(entry, messages)
+            records.discard(entry, messages)
             raise
 
     async def settle(self, state: State, tries: int = 100) -> State:
@@ -131,20 +138,21 @@ class DocumentPersistence:
     async def _write(self, state: State, changed: Iterable[Change], fields: list[str]) -> None:
         """Store the document; ``changed`` (the writes to the state) and ``fields`` (its
         top-level fields other than the state) say what changed since the last load or write."""
-        acked = set(self.records.acked)
+        records = self.records
+        acked = set(records.acked) if records.acked else _NONE_ACKED
         if self.save_on_commit:
-            with storage_errors("save of", self.key, self.name):
+            with self._saving:
                 if self._log is not None:
                     self._version = await self._write_logged(state, changed, fields)
-                    self.records.written(acked)
-                    return
-                document = write_document(state, self.records)
-                if self._versioned:
-                    self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
-                        self.key, document, self._version)
                 else:
-                    await self.storage.save(self.key, document)
-        self.records.written(acked)
+                    document = write_document(state, records)
+                    if self._versioned:
+                        self._version = await self.storage.save_versioned(  # type: ignore[attr-defined]
+                            self.key, document, self._version)
+                    else:
+                        await self.storage.save(self.key, document)
+        if acked or records.failures_unwritten:
+            records.written(acked)
 
     async def _write_logged(self, state: State, changed: Iterable[Change], fields: list[str]) -> int:
         assert self._log is not None

@@ -42,7 +42,7 @@ class Records:
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict(
             (m["id"], dict(m)) for m in outbox)
         self.acked: set[str] = set()  # delivered, still in the stored outbox until the next write
-        self._failures_unwritten = False
+        self.failures_unwritten = False
 
     def empty(self) -> Records:
         return Records(self.limit, window=self.window)
@@ -167,16 +167,16 @@ class Records:
     def failed(self, message_id: str, error: str, attempts: int) -> None:
         if message_id in self._pending:
             self._pending[message_id].update(error=error, attempts=attempts)
-            self._failures_unwritten = True
+            self.failures_unwritten = True
 
     def unwritten(self) -> bool:
         """Whether deliveries or failed deliveries wait to be written."""
-        return bool(self.acked) or self._failures_unwritten
+        return bool(self.acked) or self.failures_unwritten
 
     def written(self, acked: Iterable[str]) -> None:
         """The outbox was saved without ``acked``: they need not be written again."""
         self.acked.difference_update(acked)
-        self._failures_unwritten = False
+        self.failures_unwritten = False
 
 
 def stored_intents(stored: Any) -> tuple[tuple[str, str | None], ...]:

@@ -216,7 +216,7 @@ class PatchLog:
 
     def done(self, write: Write) -> None:
         if write.compacts:
-            self.loaded(len(write.text), ())
+            self.base_bytes, self.patch_bytes, self.patches = len(write.text), 0, 0
         else:
             self.patch_bytes += len(write.text)
             self.patches += 1
