@@ -84,10 +84,15 @@ class Inactive:
 _shared: dict[tuple[Any, str], Any] = {}
 
 
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps would make one per call
+
+
 def _canonical(options: Mapping[str, Any]) -> str | None:
     """A JSON text equal for equal options, or None when they are not JSON-like."""
+    if not options:
+        return "{}"
     try:
-        return json.dumps(options, sort_keys=True, separators=(",", ":"))
+        return _SORTED_JSON.encode(options)
     except (TypeError, ValueError):
         return None
 

@@ -72,7 +72,8 @@ class Runtime(History):
         handlers: Mapping[str, Handler] | None = None,
         delivery_attempts: int = 5,
     ) -> None:
-        self.options = {k: v for k, v in locals().items() if k not in ("self", "contract", "ai_provider")}
+        self.options = locals().copy()  # the keyword options, as given (a fork passes them on)
+        del self.options["self"], self.options["contract"], self.options["ai_provider"]
         contract = compiled(contract)
         providers = providers_of(ai_provider, contract)
         if not isinstance(storage_key, str) or not storage_key:

@@ -13,6 +13,7 @@ The document format::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..log import LogEntry
 from ..messages import Message
 from ..snapshots import idempotency_records
 from ..state import Change, State, parse_path, plain
-from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedStorage
+from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedStorage, provides
 from ..storage.patch import Patch, PatchLog, patch_between
 from .base import storage_errors
 from .records import Records, stored_intents
@@ -53,11 +54,13 @@ def patches(storage: StorageAdapter) -> bool:
     """Whether commits go to ``storage`` as patches: it keeps them, and no subclass overrode
     ``save_versioned`` or ``load_versioned`` below ``save_logged`` and ``load_logged`` (a
     wrapper written to see every versioned save and load goes on seeing them, whole)."""
-    if not isinstance(storage, PatchingStorage):
-        return False
-    mro = type(storage).__mro__
+    return provides(storage, PatchingStorage) and _logs_below_versions(type(storage))
+
+
+@functools.lru_cache(maxsize=256)
+def _logs_below_versions(kind: type) -> bool:
     def owner(name: str) -> type:
-        return next((k for k in mro if name in vars(k)), object)
+        return next((k for k in kind.__mro__ if name in vars(k)), object)
     return (issubclass(owner("save_logged"), owner("save_versioned"))
             and issubclass(owner("load_logged"), owner("load_versioned")))
 
@@ -79,7 +82,7 @@ class DocumentPersistence:
         self.name = str(getattr(storage, "name", type(storage).__name__))
         self.records = records
         self._initial = initial_state
-        self._versioned = isinstance(storage, VersionedStorage)
+        self._versioned = provides(storage, VersionedStorage)
         self._log = PatchLog() if patches(storage) else None
         self._version = 0
         self._saving = storage_errors("save of", key, self.name)  # one for every save: it keeps nothing

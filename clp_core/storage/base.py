@@ -62,3 +62,16 @@ class PatchingStorage(Protocol):
         ``expected_version + 1``: appended as a patch, or (``write.compacts``) as the new base,
         the patches dropped; return the new version. Raises
         :class:`clp_core.errors.ConflictError` otherwise. The caller calls ``log.done(write)``."""
+
+
+def provides(obj: Any, protocol: type) -> bool:
+    """``isinstance(obj, protocol)`` for :class:`VersionedStorage` and :class:`PatchingStorage`
+    (every method present, none ``None``), without typing's walk of the protocol's members on
+    every call: creating a runtime makes two such checks."""
+    return all(getattr(obj, name, None) is not None for name in _MEMBERS[protocol])
+
+
+_MEMBERS: dict[type, tuple[str, ...]] = {
+    protocol: tuple(name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value))
+    for protocol in (VersionedStorage, PatchingStorage)
+}

@@ -135,3 +135,21 @@ async def test_memory_refuses_what_durable_backends_refuse(document: dict[str, A
     with pytest.raises(StateValueError):
         await adapter.save_versioned("k", document, 0)
     assert await adapter.load_versioned("k") == (None, 0)
+
+
+def test_provides_answers_as_isinstance_does() -> None:
+    import types
+
+    from clp_core.storage.base import PatchingStorage, VersionedStorage, provides
+
+    async def method(*args: object) -> None:
+        return None
+
+    candidates: list[object] = [
+        MemoryAdapter(), object(), types.SimpleNamespace(load_versioned=method, save_versioned=method),
+        types.SimpleNamespace(load_versioned=method), types.SimpleNamespace(load_logged=method, save_logged=None),
+        types.SimpleNamespace(load_logged=method, save_logged=method, load_versioned=method, save_versioned=method),
+    ]
+    for candidate in candidates:
+        for protocol in (VersionedStorage, PatchingStorage):
+            assert provides(candidate, protocol) == isinstance(candidate, protocol), (candidate, protocol)
