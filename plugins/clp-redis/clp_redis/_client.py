@@ -200,30 +200,62 @@ class _OutOfTime(Exception):
     """The operation's ``operation_timeout`` ran out (its cause: what the last attempt met)."""
 
 
-def direct_scripts(client: aioredis.Redis, timeouts: Timeouts) -> bool:
-    """Whether :func:`run_script` may drive ``client``'s pool itself: a client this package made
-    (its own retries, one connection per command from the pool, no shared connection)."""
-    return timeouts.own_retries and not client.single_connection_client and client.connection is None
+def direct_scripts(client: aioredis.Redis, timeouts: Timeouts) -> ScriptRunner | None:
+    """A :class:`ScriptRunner` for ``client``, when it may drive the client's pool itself: a
+    client this package made (its own retries, one connection per command from the pool, no
+    shared connection); else ``None`` (scripts go through redis-py's ``script(...)``)."""
+    if timeouts.own_retries and not client.single_connection_client and client.connection is None:
+        return ScriptRunner(client)
+    return None
 
 
-async def run_script(client: aioredis.Redis, script: Any, keys: list[bytes], args: list[Any]) -> Any:
-    """``script(keys=keys, args=args)`` (one ``EVALSHA``) on a connection taken from ``client``'s
-    pool, without redis-py's per-command machinery (its retry wrapper, metrics and response
-    callbacks: a third of the time of a small write). The same bytes go to the server, within
-    the same socket timeouts; a failed send or read disconnects the connection (redis-py does,
-    on any error) before it goes back to the pool. A server that lost the script (restart,
-    ``SCRIPT FLUSH``) is sent it through ``script``, which loads it: EVALSHA of an unknown
-    script changes nothing, so sending it again cannot apply twice."""
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await conn.read_response()
-    except NoScriptError:
-        pass
-    finally:
-        await pool.release(conn)
-    return await script(keys=keys, args=args)
+class ScriptRunner:
+    """``script(keys=keys, args=args)`` (one ``EVALSHA``) on a connection of the client's pool,
+    without redis-py's per-command machinery (its retry wrapper, metrics and response
+    callbacks: a third of the time of a small write). The same bytes go to the server; a
+    failed send or read disconnects the connection (redis-py does, on any error) before it
+    goes back to the pool. A server that lost the script (restart, ``SCRIPT FLUSH``) is sent it
+    through ``script``, which loads it: EVALSHA of an unknown script changes nothing, so
+    sending it again cannot apply twice.
+
+    One connection is kept out of the pool between calls (the held connection): a call that
+    finds it skips the pool's get and release (an async lock, a check of the socket and
+    observability records each). Concurrent calls take connections from the pool as before;
+    :meth:`release` gives the held one back (the adapter's ``close()`` does)."""
+
+    __slots__ = ("_client", "_held")
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._held: Any = None
+
+    async def run(self, script: Any, keys: list[bytes], args: list[Any]) -> Any:
+        pool = self._client.connection_pool
+        conn, self._held = self._held, None
+        if conn is None:
+            conn = await pool.get_connection()
+        try:
+            await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            result = await conn.read_response()
+        except NoScriptError:
+            await self._put_back(pool, conn)
+            return await script(keys=keys, args=args)
+        except BaseException:
+            await pool.release(conn)
+            raise
+        await self._put_back(pool, conn)
+        return result
+
+    async def _put_back(self, pool: Any, conn: Any) -> None:
+        if self._held is None and conn.is_connected:
+            self._held = conn
+        else:
+            await pool.release(conn)
+
+    async def release(self) -> None:
+        conn, self._held = self._held, None
+        if conn is not None:
+            await self._client.connection_pool.release(conn)
 
 
 async def close_client(client: aioredis.Redis) -> None:

@@ -45,7 +45,6 @@ from ._client import (
     make_client,
     mode_read_only,
     refuse_writes,
-    run_script,
     split_url,
 )
 
@@ -217,6 +216,8 @@ class RedisAdapter:
         if self._closed:
             return
         self._closed = True
+        if self._direct is not None:
+            await self._direct.release()
         if self._owns_client:
             await close_client(self.client)
 
@@ -274,9 +275,9 @@ class RedisAdapter:
         args: list[Any] = [int(expected_version), write.text.encode("utf-8"), os.urandom(16).hex(), self._ttl_ms,
                            "base" if write.compacts else "patch"]
         keys, script = [self.redis_key(key)], self._save_versioned
-        if self._direct:
-            client = self.client
-            ok, version = await self._call(lambda: run_script(client, script, keys, args), "versioned save", key)
+        if self._direct is not None:
+            run = self._direct.run
+            ok, version = await self._call(lambda: run(script, keys, args), "versioned save", key)
         else:
             ok, version = await self._call(lambda: script(keys=keys, args=args), "versioned save", key)
         if ok == -1:

@@ -24,13 +24,12 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def count_commands(client: aioredis.Redis) -> list[tuple[Any, ...]]:
     """Record every command ``client`` sends from now on, as its connections send them (one per
     round trip: no pipelines are used here), whether through ``execute_command`` or straight on a
-    pooled connection (``clp_redis._client.run_script``)."""
+    pooled connection (``clp_redis._client.ScriptRunner``)."""
     sent: list[tuple[Any, ...]] = []
     pool = client.connection_pool
     original = pool.get_connection
 
-    async def get_connection(*args: Any, **kwargs: Any) -> Any:
-        conn = await original(*args, **kwargs)
+    def counted(conn: Any) -> Any:
         if not hasattr(conn, "_counted_into"):
             send = conn.send_command
 
@@ -41,6 +40,12 @@ def count_commands(client: aioredis.Redis) -> list[tuple[Any, ...]]:
         conn._counted_into = sent
         return conn
 
+    async def get_connection(*args: Any, **kwargs: Any) -> Any:
+        return counted(await original(*args, **kwargs))
+
+    # the connections out already (ScriptRunner keeps one between calls) are counted too
+    for conn in [*pool._available_connections, *pool._in_use_connections]:
+        counted(conn)
     pool.get_connection = get_connection  # type: ignore[method-assign]
     return sent
 

@@ -324,3 +324,34 @@ async def test_keys_leaves_out_an_event_store_sharing_the_prefix(adapter: RedisA
         assert await adapter.keys("events:") == []
     finally:
         await store.close()
+
+
+async def test_versioned_saves_keep_one_connection_between_calls_and_give_it_back(prefix: str) -> None:
+    """ScriptRunner: back-to-back saves reuse one held connection (no pool round trip);
+    concurrent saves take more from the pool; close() returns them all."""
+    adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    pool = adapter.client.connection_pool
+    taken = 0
+    original = pool.get_connection
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal taken
+        taken += 1
+        return await original(*args, **kwargs)
+
+    pool.get_connection = counting  # type: ignore[method-assign]
+    version = 0
+    for n in range(5):
+        version = await adapter.save_versioned("k", {"n": n}, version)
+    assert taken == 1 and len(pool._in_use_connections) == 1  # the held one
+
+    async def writer(key: str) -> None:
+        saved = 0
+        for n in range(5):
+            saved = await adapter.save_versioned(key, {"n": n}, saved)
+
+    await asyncio.gather(*(writer(f"w{i}") for i in range(4)))
+    assert taken > 1
+    assert [await adapter.load_versioned(f"w{i}") for i in range(4)] == [({"n": 4}, 5)] * 4
+    await adapter.close()
+    assert len(pool._in_use_connections) == 0
