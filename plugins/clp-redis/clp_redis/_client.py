@@ -209,6 +209,29 @@ def direct_scripts(client: aioredis.Redis, timeouts: Timeouts) -> ScriptRunner |
     return None
 
 
+class LoopGuard:
+    """The event loop a client's pooled connections belong to. A client this package made,
+    used from another loop (``asyncio.run`` again), has its pool forget the connections of
+    the old one before the next command: they cannot be used from there (redis-py would
+    raise ``RuntimeError: Event loop is closed`` once for each)."""
+
+    __slots__ = ("_client", "_loop", "_runner")
+
+    def __init__(self, client: aioredis.Redis, runner: ScriptRunner | None) -> None:
+        self._client, self._runner = client, runner
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def check(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            self._client.connection_pool.reset()
+            if self._runner is not None:
+                self._runner.forget()
+        self._loop = loop
+
+
 class ScriptRunner:
     """``script(keys=keys, args=args)`` (one ``EVALSHA``) on a connection of the client's pool,
     without redis-py's per-command machinery (its retry wrapper, metrics and response
@@ -256,6 +279,10 @@ class ScriptRunner:
         conn, self._held = self._held, None
         if conn is not None:
             await self._client.connection_pool.release(conn)
+
+    def forget(self) -> None:
+        """Drop the held connection without giving it back (its pool was reset)."""
+        self._held = None
 
 
 async def close_client(client: aioredis.Redis) -> None:

@@ -35,6 +35,7 @@ from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError, P
 from ._client import (
     DEFAULT_URL,
     TIMEOUT_OPTIONS,
+    LoopGuard,
     Timeouts,
     call,
     close_client,
@@ -166,6 +167,7 @@ class RedisAdapter:
         self._save_versioned = self.client.register_script(SAVE_VERSIONED)
         self._save = self.client.register_script(SAVE)
         self._direct = direct_scripts(self.client, timeouts)
+        self._loop_guard = LoopGuard(self.client, self._direct) if self._owns_client else None
         self._closed = False
         self.read_only = read_only or mode_read_only(from_url.get("mode"))
         if self.read_only:  # reads create nothing anyway; writes are refused before sending
@@ -179,6 +181,8 @@ class RedisAdapter:
         return encode_key(self.prefix + key)
 
     async def _call(self, factory: Callable[[], Awaitable[Any]], what: str, key: str) -> Any:
+        if self._loop_guard is not None:
+            self._loop_guard.check()
         return await call(factory, backend=self.name, where=self._where, what=what, key=key, timeouts=self.timeouts)
 
     # -- StorageAdapter ----------------------------------------------------------------
@@ -216,6 +220,8 @@ class RedisAdapter:
         if self._closed:
             return
         self._closed = True
+        if self._loop_guard is not None:
+            self._loop_guard.check()  # connections of a loop that is gone are forgotten, not closed from here
         if self._direct is not None:
             await self._direct.release()
         if self._owns_client:

@@ -39,6 +39,7 @@ from clp_core.plugin_api import (
 from ._client import (
     DEFAULT_URL,
     TIMEOUT_OPTIONS,
+    LoopGuard,
     Timeouts,
     call,
     close_client,
@@ -113,6 +114,7 @@ class RedisEventStore:
         self.client: aioredis.Redis = client
         self.timeouts = timeouts
         self._where = describe(self.client)
+        self._loop_guard = LoopGuard(self.client, None) if self._owns_client else None
         self._append = self.client.register_script(APPEND)
         self._aggregates_key = encode_key(prefix + "aggregates")
         self._closed = False
@@ -130,6 +132,8 @@ class RedisEventStore:
         return encode_key(f"{self.prefix}snapshots:{aggregate_id}")
 
     async def _call(self, factory: Callable[[], Awaitable[Any]], what: str, key: str) -> Any:
+        if self._loop_guard is not None:
+            self._loop_guard.check()
         return await call(factory, backend=self.name, where=self._where, what=what, key=key, timeouts=self.timeouts)
 
     def _seq_of(self, entry_id: bytes, aggregate_id: str) -> int:
@@ -238,5 +242,7 @@ class RedisEventStore:
         if self._closed:
             return
         self._closed = True
+        if self._loop_guard is not None:
+            self._loop_guard.check()  # connections of a loop that is gone are forgotten, not closed from here
         if self._owns_client:
             await close_client(self.client)

@@ -180,3 +180,30 @@ async def test_async_with_closes_the_event_store_pool(prefix: str, shared_redis:
     assert await eventually_zero(shared_redis, name), "RedisEventStore.close() left connections open"
     if not closed:
         pytest.xfail("clp_core Runtime.close() closes the storage adapter but not the event store")
+
+
+def test_an_adapter_and_an_event_store_serve_one_asyncio_run_after_another(prefix: str) -> None:
+    """A script calling asyncio.run() several times with one runtime's storage: the pool
+    forgets the connections of the closed loop instead of failing the next command with
+    RuntimeError (Event loop is closed)."""
+    adapter = RedisAdapter(url(prefix))
+    store = RedisEventStore(url(prefix))
+
+    async def commit(storage: Any, key: str) -> int:
+        if storage is store:
+            runtime = clp.create_runtime(counter(), storage_key=key, event_store=store)
+        else:
+            runtime = clp.create_runtime(counter(), storage_key=key, storage=storage)
+        runtime.owns_resources = False  # the adapter and the store outlive each loop
+        async with runtime:
+            await runtime.execute("increment", {})
+            return int(runtime.get_state("count"))
+
+    assert [asyncio.run(commit(adapter, "doc")) for _ in range(3)] == [1, 2, 3]
+    assert [asyncio.run(commit(store, "events")) for _ in range(3)] == [1, 2, 3]
+
+    async def close() -> None:
+        await adapter.close()
+        await store.close()
+
+    asyncio.run(close())
