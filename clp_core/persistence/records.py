@@ -121,12 +121,8 @@ class Records:
         if self._ids_text is not None:
             short = compact_id(intent_id)
             self._ids_text = f"{self._ids_text} {short}" if self._ids_text else short
-        runs = self._runs
-        if runs is not None:
-            if runs and runs[-1][0] == transition:
-                runs[-1][1] += 1
-            else:
-                runs.append([transition, 1])
+        if self._runs is not None:
+            _count_run(self._runs, transition)
 
     def to_list(self) -> list[list[Any]]:
         """As stored: a list of ``[key, entry]`` keeps their age order through stores that sort keys (jsonb)."""
@@ -146,10 +142,7 @@ class Records:
         if self._runs is None:
             self._runs = collections.deque()
             for transition in self._intents.values():
-                if self._runs and self._runs[-1][0] == transition:
-                    self._runs[-1][1] += 1
-                else:
-                    self._runs.append([transition, 1])
+                _count_run(self._runs, transition)
         return {"ids": self._ids_text, "runs": [list(r) for r in self._runs]}
 
     def pending(self) -> list[Message]:
@@ -177,6 +170,14 @@ class Records:
         """The outbox was saved without ``acked``: they need not be written again."""
         self.acked.difference_update(acked)
         self.failures_unwritten = False
+
+
+def _count_run(runs: collections.deque[list[Any]], transition: str | None) -> None:
+    """One more intent through ``transition`` at the end of ``runs`` (``[transition, how many]``)."""
+    if runs and runs[-1][0] == transition:
+        runs[-1][1] += 1
+    else:
+        runs.append([transition, 1])
 
 
 def stored_intents(stored: Any) -> tuple[tuple[str, str | None], ...]:

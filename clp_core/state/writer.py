@@ -14,7 +14,7 @@ from .. import ops
 from ..errors import PathError
 from ..slots import new, slot_setters
 from .paths import MAX_DEPTH, Path, State, _short, array_index, format_path, lookup, parse_path
-from .views import _check_key, copy_value, plain, view
+from .views import _FLAT, _check_key, copy_value, plain, view
 
 
 def _index(segment: str, length: int, path: Path, depth: int, *, allow_end: bool = False) -> int:
@@ -37,9 +37,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
-
-
-_FLAT = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_int(value: Any) -> bool:
