@@ -166,7 +166,7 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if bound.expired():  # redis-py closed the connection the attempt was cut short on
-                    if loop.time() >= end:
+                    if bound.when() >= end:  # the operation's end was this attempt's bound
                         raise _OutOfTime() from exc
                     exc = RedisTimeoutError(f"no reply within timeout={timeouts.timeout:g} s")
                 attempts.append(exc)
@@ -241,9 +241,10 @@ class ScriptRunner:
     through ``script``, which loads it: EVALSHA of an unknown script changes nothing, so
     sending it again cannot apply twice.
 
-    One connection is kept out of the pool between calls (the held connection): a call that
-    finds it skips the pool's get and release (an async lock, a check of the socket and
-    observability records each). Concurrent calls take connections from the pool as before;
+    One connection is kept out of the pool between calls (the held connection), while the pool
+    has another to give: a call that finds it skips the pool's get and release (an async lock
+    and observability records each), checking the socket as the get does. Concurrent calls
+    take connections from the pool as before;
     :meth:`release` gives the held one back (the adapter's ``close()`` does)."""
 
     __slots__ = ("_client", "_held")
@@ -257,6 +258,12 @@ class ScriptRunner:
         conn, self._held = self._held, None
         if conn is None:
             conn = await pool.get_connection()
+        else:
+            try:  # what the pool's get does: a socket the server closed meanwhile is reopened
+                await pool.ensure_connection(conn)
+            except BaseException:
+                await pool.release(conn)
+                raise
         try:
             await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
             result = await conn.read_response()
@@ -270,7 +277,10 @@ class ScriptRunner:
         return result
 
     async def _put_back(self, pool: Any, conn: Any) -> None:
-        if self._held is None and conn.is_connected:
+        # kept only while the pool has another connection to give (a bounded pool is not starved)
+        in_use = getattr(pool, "_in_use_connections", None)
+        spare = in_use is not None and len(in_use) < getattr(pool, "max_connections", 0)
+        if self._held is None and conn.is_connected and spare:
             self._held = conn
         else:
             await pool.release(conn)

@@ -355,3 +355,30 @@ async def test_versioned_saves_keep_one_connection_between_calls_and_give_it_bac
     assert [await adapter.load_versioned(f"w{i}") for i in range(4)] == [({"n": 4}, 5)] * 4
     await adapter.close()
     assert len(pool._in_use_connections) == 0
+
+
+async def test_a_bounded_pool_is_not_starved_by_the_held_connection(prefix: str) -> None:
+    adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}&max_connections=1&retries=0")
+    try:
+        version = await adapter.save_versioned("k", {"n": 1}, 0)
+        assert await adapter.load_versioned("k") == ({"n": 1}, version)
+        assert await adapter.save_versioned("k", {"n": 2}, version) == version + 1
+    finally:
+        await adapter.close()
+
+
+async def test_a_held_connection_the_server_closed_is_reopened_before_sending(
+        prefix: str, shared_redis: aioredis.Redis) -> None:
+    adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}&retries=0")
+    try:
+        version = await adapter.save_versioned("k", {"n": 1}, 0)
+        held = adapter._direct._held  # type: ignore[union-attr]
+        assert held is not None
+        await held.send_command("CLIENT", "ID")
+        client_id = await held.read_response()
+        await shared_redis.client_kill_filter(_id=client_id)
+        await asyncio.sleep(0.05)
+        # no retry allowed: the commit succeeds only if the dead socket is noticed before sending
+        assert await adapter.save_versioned("k", {"n": 2}, version) == version + 1
+    finally:
+        await adapter.close()
