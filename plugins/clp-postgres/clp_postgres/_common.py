@@ -291,8 +291,11 @@ class PoolClient:
                     # a statement that timed out, was cancelled or lost its connection: drop
                     # the connection at once (asyncpg would otherwise wait, unbounded, for
                     # the server to acknowledge a cancel request before reusing it)
-                    connection.terminate()
-                    await self._release(pool, connection)
+                    try:
+                        if _alive(connection):  # one asyncpg saw close is detached already
+                            connection.terminate()
+                    finally:
+                        await self._release(pool, connection)
                     raise
                 await self._put_back(pool, connection)
                 return result
@@ -300,7 +303,7 @@ class PoolClient:
             raise
         except Exception as exc:
             if deadline.expired():
-                if loop.time() < end:  # the statement's bound
+                if deadline.when() < end:  # the statement's bound, not the operation's end
                     raise StorageError(
                         f"{what} at {self.where} did not finish within command_timeout={self.command_timeout:g} s",
                         backend=self.backend, outcome=OUTCOME_UNKNOWN) from exc

@@ -394,3 +394,23 @@ async def test_concurrent_first_use_creates_the_table_once(pg_dsn: str, table: s
     await asyncio.gather(*(a.save(f"k{i}", {"i": i}) for i, a in enumerate(adapters)))
     assert [await adapters[0].load(f"k{i}") for i in range(6)] == [{"i": i} for i in range(6)]
     await asyncio.gather(*(a.close() for a in adapters))
+
+
+async def test_a_connection_lost_mid_statement_is_given_back_and_reported(pg_dsn: str, table: str) -> None:
+    """The server ends the session under a statement: the error names what happened (not the
+    detached connection's InterfaceError), the pool gets it back, and holding resumes."""
+    adapter = PostgresAdapter(pg_dsn, table=table)
+    client = adapter._client
+    try:
+        version = await adapter.save_versioned("k", {"x": 1}, 0)
+        for _ in range(3):
+            with pytest.raises(StorageError) as info:
+                await client.run("a killed session",
+                                 lambda c: c.fetchval("SELECT pg_terminate_backend(pg_backend_pid())"))
+            assert "InterfaceError" not in str(info.value), info.value
+        assert client._out == 0
+        version = await adapter.save_versioned("k", {"x": 2}, version)
+        assert client._held is not None and client._out == 1
+        assert await adapter.load_versioned("k") == ({"x": 2}, version)
+    finally:
+        await adapter.close()
