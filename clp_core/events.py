@@ -57,8 +57,7 @@ def event_from_entry(aggregate_id: str, seq: int, entry: LogEntry,
                      messages: tuple[Mapping[str, Any], ...] = ()) -> Event:
     return Event(
         aggregate_id=aggregate_id,
-        seq=seq,
-        kind="commit",
+        seq=seq, kind="commit",
         intent_name=entry.intent_name,
         payload=plain(entry.intent_payload or {}),
         proposal_source=entry.proposal_source,
@@ -114,16 +113,17 @@ def event_from_json(text: str | bytes, *, backend: str, key: str = "event") -> E
         raise malformed(exc, backend) from exc
 
 
-def event_from_dict(raw: dict[str, Any]) -> Event:
+def event_from_dict(raw: dict[str, Any], *, copy: bool = False) -> Event:
     """An event from its decoded JSON (current format), built directly, checked as it is built:
     ``KeyError``, ``TypeError`` or ``ValueError`` where :func:`~clp_core.event_codec.check_event`
-    raises (``tests/test_replay_fast.py`` holds the two to it)."""
+    raises (``tests/test_replay_fast.py`` holds the two to it); ``copy``: of a row a store keeps."""
     seq, kind, aggregate = raw["seq"], raw["kind"], raw["aggregate_id"]
     if type(seq) is not int or not isinstance(kind, str) or not isinstance(aggregate, str):
         raise TypeError("aggregate_id, seq and kind must be a string, an integer and a string")
     payload, data = raw.get("payload") or {}, raw.get("data") or {}
     if not isinstance(payload, dict) or not isinstance(data, dict):
         raise TypeError("payload and data must be objects")
+    payload, data = (plain(payload), plain(data)) if copy else (payload, data)
     return Event(
         aggregate, seq, kind,
         intent_name=text_field(raw.get("intent_name"), "intent_name"),
@@ -137,7 +137,7 @@ def event_from_dict(raw: dict[str, Any]) -> Event:
         idempotency_key=text_field(raw.get("idempotency_key"), "idempotency_key"),
         data=data,
         intent_id=text_field(raw.get("intent_id"), "intent_id"),
-        messages=tuple(dict(m) for m in raw.get("messages") or ()),
+        messages=tuple(plain(m) if copy else dict(m) for m in raw.get("messages") or ()),
         format_version=raw.get("format_version", FORMAT_VERSION),
     )
 
@@ -148,7 +148,7 @@ def events_from_rows(rows: Iterable[Row], aggregate_id: str, *, backend: str) ->
     events = []
     for seq, text in rows:
         if isinstance(text, dict):  # read and checked already, as this row (checked_rows)
-            events.append(event_from_dict(text))
+            events.append(event_from_dict(text, copy=True))
             continue
         try:
             event = event_from_json(text, backend=backend, key=aggregate_id)
@@ -318,7 +318,7 @@ async def replay(
         rows: list[Row] = await read_rows(aggregate_id, after=seq, until=until)
         kept: list[dict[str, Any]] | None = [] if events else None
         replay_rows(state, rows, aggregate_id, store.name, kept)
-        tail = _Tail(rows, aggregate_id, store.name) if kept is None else [event_from_dict(r) for r in kept]
+        tail = _Tail(rows, aggregate_id, store.name) if kept is None else [event_from_dict(r, copy=True) for r in kept]
         first, reached = (rows[0][0], rows[-1][0]) if rows else (None, seq)
     else:
         tail = await store.get_events(aggregate_id, after=seq, until=until)

@@ -67,6 +67,20 @@ async def test_the_state_replay_builds_shares_nothing_with_the_kept_events() -> 
     assert events[0].diff[0].value == [{"name": "a", "tags": ["new"]}]
 
 
+async def test_events_handed_back_share_nothing_with_the_kept_rows() -> None:
+    """Events a replay or get_events builds from rows the store keeps get their own payload
+    and data: changing them changes no later read."""
+    store, _ = await filled()
+    await replay(store, KEY)  # the second read on keeps the rows
+    for read in range(3):
+        replayed = await replay(store, KEY, events=True)
+        got = await store.get_events(KEY)
+        assert replayed.tail[0].payload == {"item": "a"} and got[0].payload == {"item": "a"}, f"read {read}"
+        for event in (replayed.tail[0], got[0]):
+            event.payload["item"] = "changed"
+            event.data["changed"] = True
+
+
 async def test_a_replaced_text_is_read_again() -> None:
     store, _ = await filled()
     await replay(store, KEY)
