@@ -402,9 +402,9 @@ async def test_replay_from_rows_builds_no_event_unless_asked(monkeypatch: pytest
     real = events.event_from_dict
     calls: list[int] = []
 
-    def counted(raw: dict[str, Any]) -> Any:
+    def counted(raw: dict[str, Any], **options: Any) -> Any:
         calls.append(raw["seq"])
-        return real(raw)
+        return real(raw, **options)
 
     monkeypatch.setattr(events, "event_from_dict", counted)
     replayed = await replay(store, KEY)
