@@ -210,7 +210,22 @@ class FileSystemAdapter:
     async def _save(self, key: str, document: Document | None, write: Write | None, expected: int | None) -> int:
         await self._sweep()
         async with _FileLock(self._path(key)):
-            return await asyncio.to_thread(self._store, key, document, write, expected)
+            work = asyncio.ensure_future(asyncio.to_thread(self._store, key, document, write, expected))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # the thread runs on: keep the key's lock until it is done, or another writer
+                # would compare and append beside it
+                while not work.done():
+                    try:
+                        await asyncio.wait([work])
+                    except asyncio.CancelledError:
+                        continue
+                if not work.cancelled():
+                    work.exception()  # retrieved: the cancellation is what the caller hears
+                raise
+            except OSError as exc:
+                raise StorageError(f"save of {key!r} under {self.directory} failed: {exc}", backend=self.name) from exc
 
     def _store(self, key: str, document: Document | None, write: Write | None, expected: int | None) -> int:
         """Under the key's lock: compare-and-set on the head version (any when ``expected`` is
@@ -235,7 +250,7 @@ class FileSystemAdapter:
         if seen is None:
             unlink(log)  # left by a delete cut short: no patches of a new document
         base = self._write(key, document, head + 1)
-        if seen is not None:
+        if seen is not None and seen.log is not None:
             unlink(log)  # after the new base: a writer killed in between leaves patches it skips
         self._keep(key, Seen(base, head + 1, head=head + 1))
         return head + 1

@@ -466,3 +466,45 @@ async def test_two_adapters_appending_in_turn_see_each_other(tmp_path: Path) -> 
         await first.save_logged("k", _count(9), version - 1)
     version = await first.save_logged("k", _count(9), version)
     assert await second.load_versioned("k") == (big_document(9), version)
+
+
+async def test_a_cancelled_save_keeps_the_key_locked_until_its_thread_is_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compare-and-append runs in a thread that a cancellation cannot stop: the next
+    writer of the key must wait for it, or both append the same version."""
+    adapter = FileSystemAdapter(tmp_path)
+    await adapter.save_versioned("k", {"n": 0}, 0)
+    spans: list[tuple[str, float, float]] = []
+    real = adapter._store
+
+    def slow_store(*args: object) -> int:
+        started = time.monotonic()
+        time.sleep(0.2)
+        try:
+            return real(*args)  # type: ignore[arg-type]
+        finally:
+            spans.append((str(args[3]), started, time.monotonic()))
+
+    monkeypatch.setattr(adapter, "_store", slow_store)
+    first = asyncio.create_task(adapter.save_versioned("k", {"n": 1}, 1))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(ConflictError):  # the cancelled save landed first: version 1 is gone
+        await adapter.save_versioned("k", {"n": 2}, 1)
+    (_, _, first_end), (_, second_start, _) = spans
+    assert second_start >= first_end, "the second save ran beside the cancelled one's thread"
+    assert await adapter.load_versioned("k") == ({"n": 1}, 2)
+
+
+async def test_an_os_error_inside_a_save_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    await adapter.save_versioned("k", {"n": 0}, 0)
+
+    def refused(path: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(filesystem, "stat", refused)
+    with pytest.raises(StorageError, match=r"save of 'k'.*Permission denied"):
+        await adapter.save_versioned("k", {"n": 1}, 1)
