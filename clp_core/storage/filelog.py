@@ -9,11 +9,16 @@ and the next writer cuts it off before appending.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 
 from ..errors import CorruptStateError
+
+T = TypeVar("T")
 
 _HEADER = 24  # at most this many bytes before a record's second tab
 
@@ -132,3 +137,21 @@ def unlink(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+async def in_thread_to_the_end(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread, waited for to the end even when the caller is cancelled (the
+    cancellation is raised once the thread is done): for work under a lock that must not be
+    let go while the thread still writes."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            try:
+                await asyncio.wait([work])
+            except asyncio.CancelledError:
+                continue
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller hears
+        raise

@@ -27,6 +27,7 @@ import attrs
 
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
+from . import filelog
 from .base import Document
 from .filelog import OpenFile, Seen, after_base, encode_record, parse_records, read_from, stat, unlink, write_all
 from .patch import Patch, PatchLog, Write, apply_patch
@@ -209,21 +210,9 @@ class FileSystemAdapter:
 
     async def _save(self, key: str, document: Document | None, write: Write | None, expected: int | None) -> int:
         await self._sweep()
-        async with _FileLock(self._path(key)):
-            work = asyncio.ensure_future(asyncio.to_thread(self._store, key, document, write, expected))
+        async with _FileLock(self._path(key)):  # held until the thread is done, even when cancelled
             try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # the thread runs on: keep the key's lock until it is done, or another writer
-                # would compare and append beside it
-                while not work.done():
-                    try:
-                        await asyncio.wait([work])
-                    except asyncio.CancelledError:
-                        continue
-                if not work.cancelled():
-                    work.exception()  # retrieved: the cancellation is what the caller hears
-                raise
+                return await filelog.in_thread_to_the_end(self._store, key, document, write, expected)
             except OSError as exc:
                 raise StorageError(f"save of {key!r} under {self.directory} failed: {exc}", backend=self.name) from exc
 
