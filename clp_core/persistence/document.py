@@ -14,7 +14,7 @@ The document format::
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConflictError, CorruptStateError
@@ -26,6 +26,7 @@ from ..storage.base import Document, PatchingStorage, StorageAdapter, VersionedS
 from ..storage.patch import Patch, PatchLog, patch_between
 from .base import storage_errors
 from .records import Records, stored_intents
+from .state_text import StateText
 
 _NONE_ACKED: frozenset[str] = frozenset()
 
@@ -84,10 +85,12 @@ class DocumentPersistence:
         self._initial = initial_state
         self._versioned = provides(storage, VersionedStorage)
         self._log = PatchLog() if patches(storage) else None
+        self._text = StateText()
         self._version = 0
         self._saving = storage_errors("save of", key, self.name)  # one for every save: it keeps nothing
 
     async def load(self) -> State:
+        self._text.reset()
         with storage_errors("load of", self.key, self.name):
             if self._log is not None:
                 document, self._version = await self.storage.load_logged(self.key, self._log)  # type: ignore[attr-defined]
@@ -158,12 +161,22 @@ class DocumentPersistence:
             records.written(acked)
 
     async def _write_logged(self, state: State, changed: Iterable[Change], fields: list[str]) -> int:
-        assert self._log is not None
+        log, text = self._log, self._text
+        assert log is not None
         document = write_document(state, self.records)
         patch: Patch | None = None
-        if self._version and self._log.patching:
-            patch = patch_between(document, (("state", *parse_path(c.path)) for c in changed), fields)
-        write = self._log.prepare(lambda: document, patch)
+        whole: Callable[[], str] | None = None
+        if log.patching:  # a big document: patches, and now and then the whole, its state's text kept
+            paths = [parse_path(c.path) for c in changed]
+            text.forget(paths)
+            if self._version:
+                patch = patch_between(document, (("state", *p) for p in paths), fields)
+            whole = functools.partial(text.encode, document, state)
+        elif text.kept:
+            text.reset()  # written whole, unseen: the texts kept are of an older state
+        write = log.prepare(lambda: document, patch, text=whole)
         version: int = await self.storage.save_logged(self.key, write, self._version)  # type: ignore[attr-defined]
-        self._log.done(write)
+        log.done(write)
+        if whole is not None and write.compacts:
+            text.stored()
         return version

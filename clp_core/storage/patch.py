@@ -204,15 +204,18 @@ class PatchLog:
         """Whether the base is big enough for the next write to be a patch (else it is whole)."""
         return self.base_bytes >= MIN_PATCHED_BYTES
 
-    def prepare(self, document: Callable[[], dict[str, Any]], patch: Patch | None) -> Write:
+    def prepare(self, document: Callable[[], dict[str, Any]], patch: Patch | None, *,
+                text: Callable[[], str] | None = None) -> Write:
         """The patch, encoded, while the patches stored stay smaller than the base (so a
         load reads at most twice the document, and the bytes written per commit stay within
-        about twice the patch's); otherwise the whole document."""
+        about twice the patch's); otherwise the whole document: ``text()`` where the caller
+        has a cheaper way to ``codec.encode(document())``'s text."""
         if patch is not None and self.patching:
-            text = patch.encode()
-            if self.patch_bytes + len(text) <= self.base_bytes:
-                return Write(text, compacts=False)
-        return Write(codec.encode(document()), compacts=True, over_patches=self.patches > 0)
+            encoded = patch.encode()
+            if self.patch_bytes + len(encoded) <= self.base_bytes:
+                return Write(encoded, compacts=False)
+        whole = text() if text is not None else codec.encode(document())
+        return Write(whole, compacts=True, over_patches=self.patches > 0)
 
     def done(self, write: Write) -> None:
         if write.compacts:

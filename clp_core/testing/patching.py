@@ -141,7 +141,8 @@ class PatchingCases:
 
     async def test_runtime_commits_on_a_big_state_survive_a_reload(self, adapter: Any) -> None:
         """Random writes (set, unset, deep merge, array operations) through runtimes sharing
-        the adapter: what a fresh runtime loads equals the live state after every commit."""
+        the adapter, and a compaction every ten commits: what a fresh runtime loads equals the
+        live state after every commit."""
         self._require_patching(adapter)
         import clp_core as clp
 
@@ -149,7 +150,11 @@ class PatchingCases:
 
         def effects(ctx: Any) -> dict[str, Any]:
             n = ctx.intent.payload["n"]
-            choice = n % 6
+            choice = n % 8
+            if choice == 6:
+                return {f"top{rng.randrange(5)}": {"n": n}}
+            if choice == 7:
+                return {f"top{rng.randrange(5)}": clp.ops.unset()}
             if choice == 0:
                 return {f"items.k{rng.randrange(300)}": n}
             if choice == 1:
@@ -167,7 +172,10 @@ class PatchingCases:
         initial = big_document()["state"]
         runtime = clp.create_runtime(contract, storage=adapter, storage_key="patched-runtime",
                                      initial_state=initial)
+        log = runtime._persistence._log  # type: ignore[attr-defined]
         for n in range(60):
+            if n % 10 == 5:  # the next commit writes the whole document (kept texts, after the first)
+                log.patch_bytes = log.base_bytes
             await runtime.execute("write", {"n": n})
             reader = clp.create_runtime(contract, storage=adapter, storage_key="patched-runtime",
                                         initial_state={})

@@ -64,7 +64,7 @@ def lock_key(*names: str) -> int:
 #: Query parameters of a storage URL that are ours, not asyncpg's (asyncpg would send unknown
 #: ones to the server as settings).
 URL_OPTIONS = ("table", "schema", "mode", "min_size", "max_size", "connect_timeout", "command_timeout",
-               "operation_timeout")
+               "operation_timeout", "toast_compression")
 
 #: Time limits, in seconds, of one operation (URL options or keyword arguments of the same
 #: names): opening a connection, running a statement, and the whole operation (connecting,
@@ -74,6 +74,21 @@ DEFAULT_CONNECT_TIMEOUT = 1.5
 DEFAULT_COMMAND_TIMEOUT = 3.0
 DEFAULT_OPERATION_TIMEOUT = 5.0
 _TIMEOUTS = ("connect_timeout", "command_timeout", "operation_timeout")
+
+#: How PostgreSQL compresses the big ``data`` values of the tables the plugin creates or
+#: migrates (the column's ``COMPRESSION``): lz4 takes about a tenth of pglz's time on a 4 MiB
+#: document, for a fifth more bytes; ``default`` follows the server's
+#: ``default_toast_compression``. A server without lz4 (before PostgreSQL 14, or built
+#: without it) keeps its own.
+DEFAULT_TOAST_COMPRESSION = "lz4"
+TOAST_COMPRESSIONS = ("lz4", "pglz", "default")
+
+
+def check_toast_compression(value: Any) -> str:
+    if value not in TOAST_COMPRESSIONS:
+        raise ConfigError(f"toast_compression={value!r}: use one of {', '.join(TOAST_COMPRESSIONS)} "
+                          "(default: the server's default_toast_compression)")
+    return str(value)
 
 
 def check_timeout(name: str, value: Any) -> float:
@@ -111,6 +126,8 @@ def url_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
     for name in _TIMEOUTS:
         if name in options:
             kwargs[name] = check_timeout(name, options[name])
+    if "toast_compression" in options:
+        kwargs["toast_compression"] = check_toast_compression(options["toast_compression"])
     if "mode" in options:
         if options["mode"] not in ("ro", "rw"):
             raise ConfigError(f"mode={options['mode']!r} in the URL: use mode=ro (read-only) or mode=rw")
@@ -406,8 +423,10 @@ class TableClient(abc.ABC):
         pool_options: Mapping[str, Any] | None,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         read_only: bool = False,
+        toast_compression: str = DEFAULT_TOAST_COMPRESSION,
     ) -> None:
         self.table = check_identifier(table, "table")
+        self.toast_compression = check_toast_compression(toast_compression)
         self.schema = check_identifier(schema, "schema")
         self.read_only = read_only
         self.create_table = create_table and not read_only

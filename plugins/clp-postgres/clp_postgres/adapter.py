@@ -14,6 +14,7 @@ from ._common import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DSN,
     DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_TOAST_COMPRESSION,
     TableClient,
     from_jsonb,
     qualified,
@@ -58,11 +59,13 @@ class PostgresAdapter(TableClient):
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
         read_only: bool = False,
+        toast_compression: str = DEFAULT_TOAST_COMPRESSION,
     ) -> None:
         super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
                          create_table=create_table, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, pool_options=pool_options,
-                         operation_timeout=operation_timeout, read_only=read_only)
+                         operation_timeout=operation_timeout, read_only=read_only,
+                         toast_compression=toast_compression)
         self.patches_table = patches_table_name(self.table)
         self._ready = False  # without create_table, the tables are checked on first use
         name, patches = qualified(self.schema, self.table), qualified(self.schema, self.patches_table)
@@ -121,7 +124,7 @@ class PostgresAdapter(TableClient):
 
     async def _create(self, connection: Any) -> None:
         await create_tables(connection, self.schema, [self.table, self.patches_table],
-                            state_table_ddl(self.schema, self.table), state_table=self.table,
+                            state_table_ddl(self.schema, self.table, self.toast_compression), state_table=self.table,
                             where=self._client.where)
 
     async def _check_tables(self, connection: Any) -> None:

@@ -24,6 +24,7 @@ from ._common import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DSN,
     DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_TOAST_COMPRESSION,
     TableClient,
     from_jsonb,
     qualified,
@@ -60,11 +61,13 @@ class PostgresEventStore(TableClient):
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         pool_options: Mapping[str, Any] | None = None,
         read_only: bool = False,
+        toast_compression: str = DEFAULT_TOAST_COMPRESSION,
     ) -> None:
         super().__init__(dsn, table=table, schema=schema, pool=pool, min_size=min_size, max_size=max_size,
                          create_table=create_table, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, pool_options=pool_options,
-                         operation_timeout=operation_timeout, read_only=read_only)
+                         operation_timeout=operation_timeout, read_only=read_only,
+                         toast_compression=toast_compression)
         self.snapshots_table = snapshots_table_name(self.table)
         events, snapshots = qualified(self.schema, self.table), qualified(self.schema, self.snapshots_table)
         self._append = (
@@ -97,7 +100,8 @@ class PostgresEventStore(TableClient):
 
     async def _create(self, connection: Any) -> None:
         await create_tables(connection, self.schema, [self.table, self.snapshots_table],
-                            event_tables_ddl(self.schema, self.table, self.snapshots_table))
+                            event_tables_ddl(self.schema, self.table, self.snapshots_table,
+                                             self.toast_compression))
 
     async def append(self, event: Event, expected_seq: int) -> None:
         if event.seq != expected_seq + 1:

@@ -55,6 +55,9 @@ def register_commands(cli: Any) -> None:
         events_table: str = typer.Option(
             None, "--events-table", help="Events table (default clp_events; snapshots go to <it>_snapshots)."),
         no_events: bool = typer.Option(False, "--no-events", help="Only the state table."),
+        toast_compression: str = typer.Option(
+            None, "--toast-compression",
+            help="Compression of the big data columns: lz4 (default, where the server has it), pglz, default."),
     ) -> None:
         """Create CLP's PostgreSQL tables (state and its patches, events, snapshots) if they do not
         exist, and bring a state table made by an older clp-postgres up to date."""
@@ -68,6 +71,7 @@ def register_commands(cli: Any) -> None:
                 table=table or options.get("table", "clp_state"),
                 schema=schema or options.get("schema", "public"),
                 events_table=None if no_events else (events_table or "clp_events"),
+                toast_compression=toast_compression or options.get("toast_compression", "lz4"),
             ))
         except ClpError as exc:
             typer.echo(f"clp migrate: {exc}", err=True)

@@ -9,17 +9,18 @@ import attrs
 
 from clp_core.plugin_api import StorageError
 
-from ._common import BACKEND, check_identifier, lock_key, qualified
+from ._common import BACKEND, DEFAULT_TOAST_COMPRESSION, check_identifier, check_toast_compression, lock_key, qualified
 
 
 def patches_table_name(table: str) -> str:
     return check_identifier(f"{table}_patches", "patches table (state table + '_patches')")
 
 
-def state_table_ddl(schema: str, table: str) -> list[str]:
+def state_table_ddl(schema: str, table: str, toast_compression: str = DEFAULT_TOAST_COMPRESSION) -> list[str]:
     """The state table (``version`` is the head version; ``base_version`` that of ``data``,
     NULL when no patch follows it) and its patches table, ``(key, version)`` each. A state
-    table made before patches (no ``base_version``) gets the column (a catalog-only change)."""
+    table made before patches (no ``base_version``) gets the column (a catalog-only change);
+    its ``data`` column, ``toast_compression`` (see :func:`compression_ddl`)."""
     name, patches = qualified(schema, table), qualified(schema, patches_table_name(table))
     regclass = f"'{name}'::regclass"
     return [
@@ -37,7 +38,26 @@ def state_table_ddl(schema: str, table: str) -> list[str]:
         # only when missing: ALTER TABLE locks the table even with IF NOT EXISTS
         f"DO $$ BEGIN IF NOT EXISTS ({has_base_version(regclass)}) "
         f"THEN ALTER TABLE {name} ADD COLUMN base_version bigint; END IF; END $$",
+        compression_ddl(name, toast_compression),
     ]
+
+
+#: pg_attribute.attcompression of each method ('' : the server's default_toast_compression)
+_COMPRESSION_CODES = {"lz4": "l", "pglz": "p", "default": ""}
+
+
+def compression_ddl(name: str, method: str) -> str:
+    """Give ``name``'s ``data`` column the compression ``method`` where the server has it
+    (PostgreSQL 14 and later; lz4 where it was built with it), only when it has another: the
+    ALTER is a catalog change, but takes the table's lock. Values stored keep their method."""
+    check_toast_compression(method)
+    regclass = f"'{name}'::regclass"
+    # the inner IF is planned only when reached: attcompression is new in PostgreSQL 14
+    return (f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
+            f"AND '{method}' = ANY(enumvals || ARRAY['default'])) THEN "
+            f"IF (SELECT attcompression::text FROM pg_attribute WHERE attrelid = {regclass} AND attname = 'data') "
+            f"IS DISTINCT FROM '{_COMPRESSION_CODES[method]}' THEN "
+            f"ALTER TABLE {name} ALTER COLUMN data SET COMPRESSION {method}; END IF; END IF; END $$")
 
 
 def has_base_version(regclass: str) -> str:
@@ -85,7 +105,10 @@ def snapshots_table_name(events_table: str) -> str:
     return check_identifier(f"{events_table}_snapshots", "snapshots table (events table + '_snapshots')")
 
 
-def event_tables_ddl(schema: str, table: str, snapshots_table: str) -> list[str]:
+def event_tables_ddl(schema: str, table: str, snapshots_table: str,
+                     toast_compression: str = DEFAULT_TOAST_COMPRESSION) -> list[str]:
+    """The events and snapshots tables; the snapshots' ``data`` (a whole state),
+    ``toast_compression``."""
     events, snapshots = qualified(schema, table), qualified(schema, snapshots_table)
     return [
         f"CREATE TABLE IF NOT EXISTS {events} ("
@@ -100,6 +123,7 @@ def event_tables_ddl(schema: str, table: str, snapshots_table: str) -> list[str]
         " data jsonb NOT NULL,"
         " created_at timestamptz NOT NULL DEFAULT now(),"
         " PRIMARY KEY (aggregate_id, seq))",
+        compression_ddl(snapshots, toast_compression),
     ]
 
 
