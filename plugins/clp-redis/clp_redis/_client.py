@@ -142,16 +142,42 @@ def _before_sending(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError) and " connecting to " in f" {exc}"
 
 
+#: The connection pool's methods that hand out a connection, connected and ready to send
+#: (``get_connection``, and ``ensure_connection`` for the one :class:`ScriptRunner` holds): an
+#: attempt cut short inside them was acquiring its connection, opening it or waiting for the
+#: handshake's replies; its command had not been written.
+_ACQUIRING = frozenset({"get_connection", "ensure_connection"})
+
+
+def _cut_before_sending(exc: BaseException) -> bool:
+    """Whether an attempt whose bound expired (``exc``: the ``TimeoutError`` of its deadline,
+    caused by the cancellation) was cut short before its command was written: the cancellation
+    came through the pool while the attempt was getting its connection. Read from the
+    cancellation's traceback, on failure only, so a command that goes through costs nothing
+    more. (Every attempt writes one command, or one pipeline, after getting its connection;
+    the only earlier write is an ``EVALSHA`` answered ``NOSCRIPT``, which applied nothing.)"""
+    cancelled = exc.__cause__ if isinstance(exc.__cause__, asyncio.CancelledError) else exc
+    tb = cancelled.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in _ACQUIRING and frame.f_globals.get("__name__", "").startswith("redis."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str, what: str, key: str,
                timeouts: Timeouts | None = None) -> T:
     """Await ``factory()``, retrying connection errors and timeouts ``timeouts.retries`` times
     within ``timeouts.operation_timeout`` seconds; whatever goes wrong comes out as a
     :class:`StorageError` (or a :class:`CorruptStateError` when the stored value is not what
     this package writes). Its ``outcome`` is ``"not_applied"`` only when no attempt reached the
-    server (every connection was refused or timed out while connecting); otherwise
-    ``"unknown"``: a write may have been applied, whatever the last attempt said."""
+    server (every connection was refused, or timed out, or the attempt's time ran out, while
+    connecting: nothing was written); otherwise ``"unknown"``: a write may have been applied,
+    whatever the last attempt said."""
     timeouts = timeouts or Timeouts()
     attempts: list[BaseException] = []
+    unsent = True  # whether every failed attempt so far ended before writing its command
     loop = asyncio.get_running_loop()
     end = loop.time() + timeouts.operation_timeout
     # each attempt bounded at its own bound or at the operation's end, whichever comes first
@@ -166,9 +192,14 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if bound.expired():  # redis-py closed the connection the attempt was cut short on
+                    early = _cut_before_sending(exc)
+                    unsent = unsent and early
                     if bound.when() >= end:  # the operation's end was this attempt's bound
                         raise _OutOfTime() from exc
-                    exc = RedisTimeoutError(f"no reply within timeout={timeouts.timeout:g} s")
+                    exc = RedisTimeoutError(f"no reply within timeout={timeouts.timeout:g} s"
+                                            + (" while connecting (nothing sent)" if early else ""))
+                else:
+                    unsent = unsent and _before_sending(exc)
                 attempts.append(exc)
                 if len(attempts) > timeouts.retries:
                     raise exc
@@ -186,10 +217,10 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
     except _OutOfTime as exc:
         raise StorageError(
             f"{what} of {key!r} at {where} did not finish within operation_timeout="
-            f"{timeouts.operation_timeout:g} s ({len(attempts)} failed attempts before)",
-            backend=backend) from exc.__cause__
+            f"{timeouts.operation_timeout:g} s ({len(attempts)} failed attempts before)", backend=backend,
+            outcome=OUTCOME_NOT_APPLIED if timeouts.own_retries and unsent else OUTCOME_UNKNOWN) from exc.__cause__
     except (RedisError, OSError) as exc:
-        proven = timeouts.own_retries and all(_before_sending(error) for error in attempts)
+        proven = timeouts.own_retries and unsent
         tries = f" after {len(attempts)} attempts" if len(attempts) > 1 else ""
         raise StorageError(
             f"{what} of {key!r} at {where} failed{tries}: {type(exc).__name__}: {exc}", backend=backend,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from clp_redis._client import Timeouts
 import clp_core as clp
 from clp_core.errors import ConfigError, StorageError
 from clp_core.testing.contracts import counter_contract as counter
+from clp_core.testing.events import make_event
 from clp_core.testing.faults import FaultProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -193,3 +195,101 @@ async def test_a_client_passed_in_keeps_its_own_retries_and_never_claims_not_app
         assert info.value.outcome == "unknown"
     finally:
         await client.aclose()
+
+
+# -- time running out before the command is written ----------------------------------------------
+def writer_on(url: str, write: str) -> tuple[RedisAdapter | RedisEventStore, Callable[[], Awaitable[Any]], bytes]:
+    """A store on ``url``, one write of the kind ``write`` to it, and the Redis key it writes."""
+    if write == "append":
+        store = RedisEventStore(url)
+        return store, lambda: store.append(make_event("agg", 1), 0), store.stream_key("agg")
+    adapter = RedisAdapter(url)
+    if write == "versioned save":  # EVALSHA on a pooled connection (ScriptRunner)
+        return adapter, lambda: adapter.save_versioned("k", {"x": 1}, 0), adapter.redis_key("k")
+    return adapter, lambda: adapter.save("k", {"x": 1}), adapter.redis_key("k")  # through redis-py
+
+
+@pytest.mark.parametrize("write", ["versioned save", "save", "append"])
+async def test_time_running_out_while_connecting_is_not_applied(
+        proxy: FaultProxy, prefix: str, shared_redis: aioredis.Redis, write: str) -> None:
+    # timeout < connect_timeout: the proxy accepts each TCP connection and then stalls, so every
+    # attempt is cut short by its own bound while its connection waits for the handshake's
+    # replies, before the write is sent
+    url = proxy.url_for(f"{REDIS_URL}?prefix={prefix}&timeout=0.2&connect_timeout=1&retries=1")
+    store, do_write, key = writer_on(url, write)
+    try:
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"after 2 attempts: TimeoutError: no reply within timeout=0\.2 s "
+                                               r"while connecting \(nothing sent\)") as info:
+            await do_write()
+        assert time.monotonic() - started < 1.0
+        assert info.value.outcome == "not_applied"
+        assert proxy.stats.connections == 2 and proxy.stats.requests == 0  # two handshakes, nothing forwarded
+        proxy.forward()
+        await asyncio.sleep(0.05)
+        assert not await shared_redis.exists(key)
+        await do_write()  # the cut connections were closed: the next write goes through
+        assert await shared_redis.exists(key)
+    finally:
+        proxy.forward()
+        await store.close()
+
+
+async def test_operation_timeout_running_out_while_connecting_is_not_applied(proxy: FaultProxy, prefix: str) -> None:
+    adapter = RedisAdapter(proxy.url_for(f"{REDIS_URL}?prefix={prefix}&timeout=5&connect_timeout=2"
+                                         "&operation_timeout=0.3"))
+    try:
+        proxy.stall()
+        with pytest.raises(StorageError, match=r"operation_timeout=0\.3") as info:
+            await adapter.save_versioned("k", {"x": 1}, 0)
+        assert info.value.outcome == "not_applied"
+        assert proxy.stats.requests == 0
+    finally:
+        proxy.forward()
+        await adapter.close()
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_reply_stalled_after_sending_stays_unknown_when_timeout_is_below_connect_timeout(
+        proxy: FaultProxy, prefix: str, retries: int) -> None:
+    adapter = RedisAdapter(proxy.url_for(f"{REDIS_URL}?prefix={prefix}&timeout=0.2&connect_timeout=1"
+                                         f"&retries={retries}"))
+    try:
+        await adapter.save_versioned("k", {"x": 1}, 0)  # the connection is open
+        proxy.stall()
+        with pytest.raises(StorageError) as info:
+            await adapter.save_versioned("k", {"x": 2}, 1)
+        # the first attempt wrote its EVALSHA (the proxy holds it); any retry, on a new
+        # connection, is cut short while connecting: the first decides, the write may land
+        assert info.value.outcome == "unknown"
+        if retries:
+            assert str(info.value).endswith("after 3 attempts: TimeoutError: no reply within timeout=0.2 s "
+                                            "while connecting (nothing sent)")
+        else:
+            assert str(info.value).endswith("TimeoutError: no reply within timeout=0.2 s")
+    finally:
+        proxy.forward()
+        await adapter.close()
+
+
+@MODES
+async def test_a_commit_cut_short_while_reconnecting_is_not_applied(proxy: FaultProxy, prefix: str, mode: str) -> None:
+    runtime = runtime_on(proxy.url_for(f"{REDIS_URL}?prefix={prefix}&timeout=0.2&connect_timeout=1&retries=1"),
+                         mode)
+    try:
+        async with runtime:
+            await runtime.execute("increment", {"amount": 2})
+            proxy.reset()  # the open connections drop...
+            await asyncio.sleep(0.05)
+            proxy.stall()  # ...and new ones hang in their handshake
+            with pytest.raises(StorageError) as info:
+                await runtime.execute("increment", {"amount": 1})
+            assert info.value.outcome == "not_applied"
+            assert runtime.get_state() == {"count": 2}
+            proxy.forward()
+            await runtime.execute("increment", {"amount": 1})
+            assert runtime.get_state() == {"count": 3}
+    finally:
+        proxy.forward()
+        await close(runtime)
