@@ -42,7 +42,9 @@ Row = tuple[str, str, str, str]  # one line of the result table: measure, value,
 
 # -- the counter ------------------------------------------------------------------------------
 def counter_contract() -> clp.Contract:
-    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``."""
+    """The counter: intent ``increment(amount: number?)``, one transition incrementing ``count``,
+    with a ``when`` (the condition bench_core's pytransitions trigger has too): otherwise
+    ``clp_core.testing.contracts.counter_contract``, which bench_events and bench_exactly_once use."""
     return clp.create_contract(
         intents={"increment": {"inputs": {"amount": "number?"}}},
         state={"count": "number"},

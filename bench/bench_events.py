@@ -76,6 +76,7 @@ from _common import (
 import clp_core as clp
 from clp_core import SQLiteEventStore
 from clp_core.events import MemoryEventStore, Snapshot, replay, snapshot_to_json
+from clp_core.testing.contracts import counter_contract
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 AGGREGATE = "bench:ledger"
@@ -105,17 +106,7 @@ QUICK = {
 }
 
 
-# -- contracts and states ---------------------------------------------------------------------
-def counter_contract() -> clp.Contract:
-    """The counter: ``increment(amount: number?)`` adds ``amount`` (default 1) to ``count``."""
-    return clp.create_contract(
-        intents={"increment": {"inputs": {"amount": "number?"}}},
-        state={"count": "number"},
-        transitions={"apply": {"effects": lambda ctx: {
-            "count": (ctx.state.get("count") or 0) + (ctx.intent.payload.get("amount") or 1)}}},
-    )
-
-
+# -- contracts and states (the counter: clp_core.testing.contracts) ---------------------------
 def ledger_contract() -> clp.Contract:
     """``record(item, qty)``: a guard, then ``count += 1`` and ``items.<item> = {qty, n}``."""
     return clp.create_contract(

@@ -54,6 +54,7 @@ from _common import (
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
 import clp_core as clp
+from clp_core.testing.contracts import counter_contract
 
 perf_counter = time.perf_counter
 
@@ -70,15 +71,6 @@ QUICK: dict[str, Any] = {
     "commits": {"memory": 2_000, "sqlite": 400, "redis": 600, "postgresql": 400},
     "warmup": 100, "reps": 3,
 }
-
-
-def counter(emit: bool) -> clp.Contract:
-    """The counter (``count += 1``); with ``emit``, each commit emits one ``counted`` message."""
-    transition: dict[str, Any] = {"effects": lambda ctx: {"count": (ctx.state.get("count") or 0) + 1}}
-    if emit:
-        transition["emit"] = lambda ctx: [("counted", {"count": ctx.state["count"]})]
-    return clp.create_contract(intents={"increment": {"inputs": {}}}, state={"count": "number"},
-                               transitions={"apply": transition})
 
 
 async def no_op(message: clp.Message) -> None:
@@ -141,7 +133,7 @@ def make_runtime(url: str, variant: str) -> clp.Runtime:
         options["intent_window"] = 0
     if variant == "message":
         options["handlers"] = {"counted": no_op}
-    return clp.create_runtime(counter(emit=variant == "message"), **options)
+    return clp.create_runtime(counter_contract(emit=variant == "message"), **options)
 
 
 async def commits(runtime: clp.Runtime, n: int) -> float:

@@ -6,7 +6,7 @@ SQLite-backed runtime with no entry-point plugin, next to one with clp-otel (no 
 provider set) and clp-audit (its default ``clp.audit`` logger, which has no handler), enabled
 through the configuration as an application gets them. Target: at most 5% slower.
 
-    .venv/bin/python bench/bench_plugins.py [--quick]
+    .venv/bin/python bench/bench_plugins.py [--quick] [--output PATH] [--fail-on-miss]
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import asyncio
 import logging
 import os
 import statistics
+import sys
 import tempfile
 from importlib import metadata
 from typing import Any
 
-from _common import CORE_ONLY, RESULTS_DIR, settle, time_executes, write_results
+from _common import CORE_ONLY, add_result_options, finish, print_targets, settle, time_executes
 
 # _common has put the repository root on sys.path: clp_core imports from a checkout too
 import clp_core as clp
@@ -61,7 +62,7 @@ async def rate(runtime: clp.Runtime, n: int) -> float:
     return n / await time_executes(runtime, n)
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def run(quick: bool) -> dict[str, Any]:
     n, reps = (2_000, 3) if quick else (10_000, 5)
     bare = clp.create_runtime(contract(), config=CORE_ONLY)
     hooked = clp.create_runtime(contract(), config=CORE_ONLY,
@@ -138,8 +139,20 @@ async def unconfigured(quick: bool) -> dict[str, Any]:
             "target": "unconfigured otel + audit <= 5% slower", "verdict": verdict}
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke runs")
-    results = asyncio.run(main(parser.parse_args().quick))
-    write_results(RESULTS_DIR / "plugins.json", results)
+    add_result_options(parser, "plugins.json")
+    args = parser.parse_args(argv)
+    results = asyncio.run(run(args.quick))
+    unconfigured_verdict = results["unconfigured"].get("verdict")  # absent: otel or audit not installed
+    results["verdicts"] = {
+        "hooks_overhead": results["verdict"] == "PASS",
+        "unconfigured_plugins": None if unconfigured_verdict is None else unconfigured_verdict == "PASS",
+    }
+    print_targets(results["verdicts"])
+    return finish(args.output, results, results["verdicts"], args.fail_on_miss)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

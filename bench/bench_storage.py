@@ -118,37 +118,74 @@ QUICK: dict[str, Any] = {
 }
 
 
-# -- the states (the contract is _common.counter_contract) -------------------------------------
+# -- the states (the contract is _common.counter_contract), what the runtime writes -----------
 def wide_state(keys: int) -> dict[str, Any]:
     """``count`` and ``keys - 1`` small records (as bench_core's commit-scaling states)."""
     return {"count": 0, **small_records(keys - 1)}
+
+
+class WriteMeter:
+    """What a runtime hands its adapter: each ``save_logged`` write (a patch, or the whole
+    document when compacting) and each whole-document ``save_versioned``, counted (``bytes``,
+    ``writes``, ``compactions``), and the last one kept (``last``: its text, as the adapter
+    stores it, and whether it was the whole document). Wraps the instance's methods, so the
+    adapter's class (and whether it keeps patches) is unchanged; :meth:`close` unwraps them."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.bytes = self.writes = self.compactions = 0
+        self.last: tuple[str, bool] | None = None
+        self.replaced: dict[str, Any] = {}  # wrapped method -> the instance's own attribute, if any
+        if callable(getattr(adapter, "save_logged", None)):
+            inner = adapter.save_logged
+
+            async def save_logged(key: str, write: Any, expected: int) -> int:
+                version = await inner(key, write, expected)
+                self.count(write.text, write.compacts)
+                return version
+            self.wrap("save_logged", save_logged)
+        if callable(getattr(adapter, "save_versioned", None)):
+            versioned = adapter.save_versioned
+
+            async def save_versioned(key: str, document: Any, expected: int) -> int:
+                version = await versioned(key, document, expected)
+                self.count(codec.encode(document), True)
+                return version
+            self.wrap("save_versioned", save_versioned)
+
+    def wrap(self, method: str, wrapper: Any) -> None:
+        self.replaced[method] = vars(self.adapter).get(method)
+        setattr(self.adapter, method, wrapper)
+
+    def count(self, text: str, whole: bool) -> None:
+        self.last = (text, whole)
+        self.bytes += len(text.encode("utf-8"))
+        self.writes += 1
+        self.compactions += whole
+
+    def close(self) -> None:
+        """The adapter's own methods again."""
+        for method, own in self.replaced.items():
+            if own is None:
+                delattr(self.adapter, method)  # the class's method again
+            else:
+                setattr(self.adapter, method, own)
+        self.replaced.clear()
 
 
 async def recorded_write(runtime: clp.Runtime, adapter: Any, key: str) -> tuple[str, str | None]:
     """One ``execute("increment")``, recording what the runtime hands ``adapter``: the whole
     document it persists (encoded, as the adapter stores it) and, when that commit wrote a
     patch instead, the patch's text (else ``None``)."""
-    seen: list[tuple[str, bool]] = []
-    wrapped: list[str] = []
-    for method in ("save_logged", "save_versioned"):
-        inner = getattr(adapter, method, None)
-        if not callable(inner):
-            continue
-        wrapped.append(method)
-
-        def spy(key: str, value: Any, expected: int, inner: Any = inner, method: str = method) -> Any:
-            seen.append((value.text, value.compacts) if method == "save_logged" else (codec.encode(value), True))
-            return inner(key, value, expected)
-        setattr(adapter, method, spy)
+    meter = WriteMeter(adapter)
     try:
         await clp_executes(runtime, 1)
     finally:
-        for method in wrapped:
-            delattr(adapter, method)  # the class's method again
-    if not seen:
+        meter.close()
+    if meter.last is None:
         raise AssertionError("the runtime wrote nothing on commit")
-    text, compacts = seen[-1]
-    if compacts:
+    text, whole = meter.last
+    if whole:
         return text, None
     return codec.encode(await adapter.load(key)), text  # the document that patch made
 
@@ -563,36 +600,6 @@ async def bench_throughput(backend: Backend, cfg: dict[str, Any]) -> dict[str, A
 
 
 # -- 2. bytes per commit ----------------------------------------------------------------------
-class WriteMeter:
-    """Counts the bytes a runtime hands its adapter: each ``save_logged`` write (a patch, or the
-    whole document when compacting) and each whole-document save. Wraps the instance's methods,
-    so the adapter's class (and whether it keeps patches) is unchanged."""
-
-    def __init__(self, adapter: Any) -> None:
-        self.bytes = self.writes = self.compactions = 0
-        if callable(getattr(adapter, "save_logged", None)):
-            inner = adapter.save_logged
-
-            async def save_logged(key: str, write: Any, expected: int) -> int:
-                version = await inner(key, write, expected)
-                self.count(len(write.text.encode("utf-8")), write.compacts)
-                return version
-            adapter.save_logged = save_logged
-        if callable(getattr(adapter, "save_versioned", None)):
-            versioned = adapter.save_versioned
-
-            async def save_versioned(key: str, document: Any, expected: int) -> int:
-                version = await versioned(key, document, expected)
-                self.count(len(codec.encode(document).encode("utf-8")), True)
-                return version
-            adapter.save_versioned = save_versioned
-
-    def count(self, size: int, whole: bool) -> None:
-        self.bytes += size
-        self.writes += 1
-        self.compactions += whole
-
-
 async def commit_size(backend: Backend, keys: int, commits: int) -> dict[str, Any]:
     """``commits`` timed commits, then (when they were patches) one compaction, timed too: the
     figures are per commit over a whole cycle of the patch log, one whole write and the
