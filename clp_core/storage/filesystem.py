@@ -30,7 +30,7 @@ from ..errors import ConflictError, CorruptStateError, StorageError
 from . import filelog
 from .base import Document
 from .filelog import OpenFile, Seen, after_base, encode_record, parse_records, read_from, stat, unlink, write_all
-from .patch import Patch, PatchLog, Write, apply_patch
+from .patch import PatchLog, Write, enveloped, patched_document
 from .sqlite import missing_database, refuse_writes
 
 _MAX_NAME = 200
@@ -194,9 +194,7 @@ class FileSystemAdapter:
         document, version = self._decode(files[0], key)
         records, _ = parse_records(files[1], key=key, backend=self.name)
         patches = after_base(records, version, version, key=key, backend=self.name)
-        for _, text in patches:
-            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
-        log.loaded(len(files[0]), (len(text) for _, text in patches))
+        patched_document(files[0], [text for _, text in patches], log, key=key, backend=self.name, document=document)
         return document, patches[-1][0] if patches else version
 
     async def save(self, key: str, document: Document) -> None:
@@ -232,13 +230,13 @@ class FileSystemAdapter:
                 raise ConflictError(f"key {key!r} has no stored document to patch", backend=self.name)
             self._keep(key, self._append(key, seen, write.text))
             return head + 1
-        if document is None:
-            assert write is not None
-            document = codec.decode_document(write.text, backend=self.name, key=key)
+        fields = {"version": head + 1, "document": document, "key": key}
+        text = (codec.encode(fields) if write is None  # else its text spliced in, not decoded and encoded again
+                else enveloped(write.text, fields, "document", key=key, backend=self.name))
         log = f"{self._path(key)}.patches"
         if seen is None:
             unlink(log)  # left by a delete cut short: no patches of a new document
-        base = self._write(key, document, head + 1)
+        base = self._write(key, text.encode())
         if seen is not None and seen.log is not None:
             unlink(log)  # after the new base: a writer killed in between leaves patches it skips
         self._keep(key, Seen(base, head + 1, head=head + 1))
@@ -297,10 +295,9 @@ class FileSystemAdapter:
             while len(self._seen) > _SEEN_KEYS:
                 self._seen.popitem(last=False)
 
-    def _write(self, key: str, document: Document, version: int) -> OpenFile:
+    def _write(self, key: str, encoded: bytes) -> OpenFile:
         """Write the key's file atomically (temp file, fsync, rename); returns it, open."""
         path = self._path(key)
-        encoded = codec.encode({"version": version, "document": document, "key": key}).encode()
         tmp = path.with_name(temp_name(path.name))
         fd = -1
         try:

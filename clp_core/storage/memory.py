@@ -13,7 +13,7 @@ import attrs
 from .. import codec
 from ..errors import ConflictError
 from .base import Document
-from .patch import Patch, PatchLog, Write, apply_patch
+from .patch import PatchLog, Write, patched_document
 
 
 @attrs.define
@@ -42,11 +42,7 @@ class MemoryAdapter:
         if stored is None:
             log.loaded(0, ())
             return None, 0
-        document = codec.decode_document(stored.base, backend=self.name, key=key)
-        for text in stored.patches:
-            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
-        log.loaded(len(stored.base), (len(t) for t in stored.patches))
-        return document, stored.version
+        return patched_document(stored.base, stored.patches, log, key=key, backend=self.name), stored.version
 
     async def save(self, key: str, document: Document) -> None:
         version = self._version(key)

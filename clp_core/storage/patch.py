@@ -13,7 +13,7 @@ The policy is here, the I/O in the adapter::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -82,6 +82,38 @@ def apply_patch(document: dict[str, Any], patch: Patch, *, key: str, backend: st
                 raise _mismatch(path, key, backend)
             del parent[index]
     return document
+
+
+def patched_document(base: str | bytes, patches: Sequence[str | bytes], log: PatchLog, *, key: str, backend: str,
+                     document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An adapter's load: the base document (its stored text ``base``, decoded here unless given
+    as ``document``) with the texts of ``patches`` applied in order; ``log`` takes their sizes."""
+    if document is None:
+        document = codec.decode_document(base, backend=backend, key=key)
+    for text in patches:
+        apply_patch(document, Patch.decode(text, key=key, backend=backend), key=key, backend=backend)
+    log.loaded(len(base), (len(text) for text in patches))
+    return document
+
+
+#: How :func:`codec.encode`'s text of a document begins (without a transform).
+_PLAIN = f'{{"format":"{codec.FORMAT}","data":{{'
+
+
+def enveloped(text: str, fields: dict[str, Any], field: str, *, key: str, backend: str) -> str:
+    """``codec.encode(fields)``, ``fields[field]`` being the document a whole write's ``text``
+    encodes: for an adapter that stores it in an envelope of its own. The document's text is
+    spliced in, not decoded and encoded again, where ``text`` is plain (no transform) and the
+    result reads back (it nests deeper than ``text``); else it is decoded, and refused as
+    :func:`codec.encode` refuses it."""
+    if text.startswith(_PLAIN) and text.endswith("}}"):
+        spliced = codec.encode_assembled(fields, field, [text[len(_PLAIN):-2]])
+        try:
+            codec.decode(spliced, backend=backend, key=key)
+            return spliced
+        except CorruptStateError:
+            pass
+    return codec.encode({**fields, field: codec.decode_document(text, backend=backend, key=key)})
 
 
 def _mismatch(path: Path, key: str, backend: str) -> CorruptStateError:

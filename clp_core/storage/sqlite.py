@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
 from .base import Document
-from .patch import Patch, PatchLog, Write, apply_patch
+from .patch import PatchLog, Write, patched_document
 
 T = TypeVar("T")
 
@@ -113,6 +113,7 @@ class SQLiteAdapter:
         self.timeout = timeout
         self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
+        self._patch_tables = False  # clp_patches seen on self._conn (see _has_patches)
         self._lock = threading.Lock()
         if read_only:
             refuse_writes(self, ("save", "save_versioned", "save_logged", "delete"), self.path)
@@ -135,6 +136,8 @@ class SQLiteAdapter:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._patch_tables = False
         if self._conn is None and self.read_only:
             self._conn = self._connect_read_only()
         if self._conn is None:
@@ -163,12 +166,15 @@ class SQLiteAdapter:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: {exc}", backend=self.name) from exc
 
-    @staticmethod
-    def _has_patches(c: sqlite3.Connection) -> bool:
+    def _has_patches(self, c: sqlite3.Connection) -> bool:
         """Whether ``clp_patches`` exists yet (a file of an older clp-core, or of small
-        documents only, has none)."""
-        return c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clp_patches'").fetchone() \
-            is not None
+        documents only, has none). Asked before a transaction writes, so a yes is of a
+        committed table: kept, as the table is never dropped; a no is asked again, as
+        another process may make the table at any time."""
+        if not self._patch_tables:
+            self._patch_tables = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clp_patches'").fetchone() is not None
+        return self._patch_tables
 
     def _checked(self, key: str, version: Any) -> int:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -221,12 +227,10 @@ class SQLiteAdapter:
         if base is None:
             log.loaded(0, ())
             return None, 0
-        document = codec.decode_document(base, backend=self.name, key=key)
-        for expected, (number, text) in enumerate(patches, start=version + 1):
+        for expected, (number, _) in enumerate(patches, start=version + 1):
             if number != expected:
                 raise CorruptStateError(f"stored patches of key {key!r} skip version {expected}", backend=self.name)
-            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
-        log.loaded(len(base), (len(text) for _, text in patches))
+        document = patched_document(base, [text for _, text in patches], log, key=key, backend=self.name)
         return document, patches[-1][0] if patches else version
 
     async def save(self, key: str, document: Document) -> None:
@@ -252,7 +256,9 @@ class SQLiteAdapter:
                 c.execute("INSERT INTO clp_patches (id, version, data) VALUES (?, ?, ?)",
                           (slot * SLOT + head - base + 1, head + 1, write.text))
                 return head + 1
-            if slot is not None:
+            # only where patches follow the base (head > base: known here, whatever Write.over_patches
+            # says), or where a slot has no base
+            if slot is not None and (head != base or base == 0):
                 c.execute("DELETE FROM clp_patches WHERE id BETWEEN ? AND ?", (slot * SLOT + 1, slot * SLOT + SLOT - 1))
             if base == 0:
                 c.execute("INSERT INTO clp_state (key, version, data) VALUES (?, 1, ?)", (key, write.text))

@@ -404,3 +404,101 @@ async def test_no_slot_left_for_a_new_patched_key_is_refused_whole(tmp_path: Pat
     assert await adapter.load_versioned("second") == (big_document(), version)
     assert _query(path, "SELECT COUNT(*) FROM clp_patch_keys WHERE key = 'second'") == [(0,)]
     await adapter.close()
+
+
+# -- no statement a commit does not need ----------------------------------------------------------
+
+
+async def _traced(adapter: SQLiteAdapter) -> list[str]:
+    """The statements the adapter's connection runs from now on."""
+    statements: list[str] = []
+    await adapter.run(lambda c: c.set_trace_callback(statements.append))
+    return statements
+
+
+async def test_the_patch_tables_are_looked_up_until_found_then_never(tmp_path: Path) -> None:
+    path = tmp_path / "lookup.db"
+    adapter = SQLiteAdapter(path)
+    statements = await _traced(adapter)
+    version = await adapter.save_versioned("small", {"state": {"n": 1}}, 0)
+    await adapter.load_versioned("small")
+    assert sum("sqlite_master" in s for s in statements) == 2  # no tables yet: asked each time
+    version = await _patched(adapter, "k", 2)
+    statements.clear()
+    log = PatchLog()
+    assert await adapter.load_logged("k", log) == (big_document(2), version)
+    version = await adapter.save_logged("k", _count(3), version)
+    version = await adapter.save_logged("k", Write(codec.encode(big_document(4)), compacts=True), version)
+    await adapter.load_versioned("small")
+    assert [s for s in statements if "sqlite_master" in s] == []
+    await adapter.close()
+    statements = await _traced(adapter)  # a new connection asks again, once
+    for _ in range(3):
+        assert await adapter.load_versioned("k") == (big_document(4), version)
+    assert sum("sqlite_master" in s for s in statements) == 1
+    await adapter.close()
+
+
+async def test_a_whole_write_deletes_patch_rows_only_when_patches_follow_the_base(tmp_path: Path) -> None:
+    path = tmp_path / "whole.db"
+    adapter = SQLiteAdapter(path)
+    version = await _patched(adapter, "k", 2)
+    statements = await _traced(adapter)
+    log = PatchLog()
+    await adapter.load_logged("k", log)
+    write = log.prepare(lambda: big_document(5), None)
+    assert write.over_patches
+    version = await adapter.save_logged("k", write, version)
+    log.done(write)
+    deletes = [s for s in statements if s.startswith("DELETE FROM clp_patches")]
+    assert len(deletes) == 1
+    for n in (6, 7):  # no patch follows the base (the key keeps its slot)
+        write = log.prepare(lambda: big_document(n), None)  # noqa: B023 - used at once
+        assert not write.over_patches
+        version = await adapter.save_logged("k", write, version)
+        log.done(write)
+    await adapter.save("k", big_document(8))
+    version += 1
+    assert [s for s in statements if s.startswith("DELETE FROM clp_patches")] == deletes
+    assert _query(path, "SELECT key FROM clp_patch_keys") == [("k",)]
+    assert await adapter.load_versioned("k") == (big_document(8), version)
+    version = await adapter.save_logged("k", _count(9), version)
+    assert await adapter.load_versioned("k") == (big_document(9), version)
+    await adapter.close()
+
+
+async def test_a_load_sees_the_patches_another_adapter_wrote_after_it_looked(tmp_path: Path) -> None:
+    """Whether clp_patches exists is kept once seen, never while it is missing: another
+    process may make it at any time, and its patches must be read (and compacted away)."""
+    path = tmp_path / "shared.db"
+    first, second = SQLiteAdapter(path), SQLiteAdapter(path)
+    version = await first.save_logged("k", Write(codec.encode(big_document()), compacts=True), 0)
+    assert await first.load_versioned("k") == (big_document(), version)  # looked: no tables
+    for n in (1, 2):
+        version = await second.save_logged("k", _count(n), version)  # makes the tables, then appends
+    log = PatchLog()
+    assert await first.load_logged("k", log) == (big_document(2), version)
+    assert log.patches == 2
+    with pytest.raises(ConflictError):
+        await first.save_logged("k", _count(9), version - 1)
+    version = await first.save_logged("k", _count(3), version)  # first knows of the tables now
+    version = await second.save_logged("other", Write(codec.encode(big_document()), compacts=True), 0)
+    version = await second.save_logged("other", _count(1), version)  # a key patched after first looked
+    assert await first.load_versioned("other") == (big_document(1), version)
+    version = await first.save_logged("other", Write(codec.encode(big_document(5)), compacts=True), version)
+    assert await second.load_logged("other", log) == (big_document(5), version)
+    assert log.patches == 0
+    for adapter in (first, second):
+        await adapter.close()
+
+
+async def test_a_reopened_connection_asks_again_whether_the_patch_tables_exist(tmp_path: Path) -> None:
+    path = tmp_path / "again.db"
+    adapter = SQLiteAdapter(path)
+    version = await _patched(adapter, "k", 1)
+    assert await adapter.load_versioned("k") == (big_document(1), version)  # the tables seen
+    await adapter.close()
+    path.unlink()  # another file at the same path, without the patch tables
+    await adapter.save_versioned("k", {"state": {"n": 1}}, 0)
+    assert await adapter.load_versioned("k") == ({"state": {"n": 1}}, 1)
+    await adapter.close()

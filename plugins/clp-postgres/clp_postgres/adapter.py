@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clp_core import codec
-from clp_core.plugin_api import ConflictError, CorruptStateError, Patch, PatchLog, StorageError, Write, apply_patch
+from clp_core.plugin_api import ConflictError, CorruptStateError, PatchLog, StorageError, Write, patched_document
 
 from ._common import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -159,11 +159,7 @@ class PostgresAdapter(TableClient):
             raise CorruptStateError(
                 f"stored key {key!r} is at version {version} on a base of version {base_version}, but "
                 f"{len(texts)} patches follow it in {self.schema}.{self.patches_table}", backend=self.name)
-        document = codec.decode_document(base, backend=self.name, key=key)
-        for text in texts:
-            apply_patch(document, Patch.decode(text, key=key, backend=self.name), key=key, backend=self.name)
-        log.loaded(len(base), (len(text) for text in texts))
-        return document, version
+        return patched_document(base, texts, log, key=key, backend=self.name), version
 
     async def save(self, key: str, document: Document) -> None:
         data = to_jsonb(codec.encode(document))

@@ -30,7 +30,7 @@ import attrs
 import redis.asyncio as aioredis
 
 from clp_core import codec
-from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError, Patch, PatchLog, Write, apply_patch
+from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError, PatchLog, Write, patched_document
 
 from ._client import (
     DEFAULT_URL,
@@ -253,12 +253,7 @@ class RedisAdapter:
                 raise CorruptStateError(f"stored value for key {key!r} lacks the patch of version {at}",
                                         backend=self.name)
             patches.append(self._text(key, patch))
-        text = self._text(key, data)
-        document = codec.decode_document(text, backend=self.name, key=key)
-        for patch_text in patches:
-            apply_patch(document, Patch.decode(patch_text, key=key, backend=self.name), key=key, backend=self.name)
-        log.loaded(len(text), (len(t) for t in patches))
-        return document, number
+        return patched_document(self._text(key, data), patches, log, key=key, backend=self.name), number
 
     def _number(self, key: str, what: str, raw: bytes) -> int:
         try:
