@@ -62,7 +62,7 @@ from .plugins import Inactive, registration_manager, shared
 from .resolve import resolve_event_store, resolve_storage
 from .state import ListView, StateView, plain
 from .storage import Document, StorageAdapter, VersionedStorage
-from .storage.base import PatchingStorage
+from .storage.base import PatchingStorage, refuse_writes
 from .storage.patch import Patch, PatchLog, Write, apply_patch, patched_document
 from .storage.plugin import sqlite_path
 from .types import FieldType, type_name
@@ -102,7 +102,7 @@ __all__ = [
     "apply_patch", "codec", "compiled", "deadline_at", "entry_from_dict",
     "entry_to_dict", "event_from_json", "event_to_dict", "event_to_json", "events_from_rows", "hookimpl",
     "intent_json_schema",
-    "lineage", "now", "patched_document", "plain", "prune_point", "registration_manager", "replay",
+    "lineage", "now", "patched_document", "plain", "prune_point", "refuse_writes", "registration_manager", "replay",
     "resolve_event_store", "resolve_storage", "shared", "snapshot_from_json", "snapshot_to_json", "sqlite_path",
     "type_name",
 ]

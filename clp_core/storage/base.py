@@ -6,7 +6,10 @@ processes sharing one key never lose an update.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import StorageError
 
 if TYPE_CHECKING:
     from .patch import PatchLog, Write
@@ -75,3 +78,23 @@ _MEMBERS: dict[type, tuple[str, ...]] = {
     protocol: tuple(name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value))
     for protocol in (VersionedStorage, PatchingStorage)
 }
+
+
+#: What a read-only open refuses: the write methods an adapter or an event store may have.
+WRITE_METHODS = ("save", "save_versioned", "save_logged", "delete", "append", "save_snapshot", "prune")
+
+
+def refuse_writes(obj: Any, where: str, methods: Iterable[str] = WRITE_METHODS) -> None:
+    """What a read-only open does: each of ``methods`` that ``obj`` has raises a
+    :class:`StorageError` saying ``where`` is open read-only, with nothing sent."""
+    backend = str(getattr(obj, "name", type(obj).__name__))
+
+    def refuse(method: str) -> Callable[..., Any]:
+        async def refused(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError(f"{where} is open read-only: {method}() refused", backend=backend,
+                               outcome="not_applied")
+        return refused
+
+    for method in methods:
+        if hasattr(obj, method):
+            setattr(obj, method, refuse(method))

@@ -28,10 +28,10 @@ import attrs
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
 from . import filelog
-from .base import Document
+from .base import Document, refuse_writes
 from .filelog import OpenFile, Seen, after_base, encode_record, parse_records, read_from, stat, unlink, write_all
 from .patch import PatchLog, Write, enveloped, patched_document
-from .sqlite import missing_database, refuse_writes
+from .sqlite import missing_database
 
 _MAX_NAME = 200
 
@@ -129,7 +129,7 @@ class FileSystemAdapter:
         self._seen: collections.OrderedDict[str, Seen] = collections.OrderedDict()
         self._seen_lock = threading.Lock()
         if read_only:
-            refuse_writes(self, ("save", "save_versioned", "save_logged", "delete"), str(self.directory))
+            refuse_writes(self, str(self.directory))
 
     async def _sweep(self) -> None:
         """Remove leftover temp files on first use, then at most once a minute (read-only:

@@ -14,12 +14,12 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import codec
 from ..errors import ConflictError, CorruptStateError, StorageError
-from .base import Document
+from .base import Document, refuse_writes
 from .patch import PatchLog, Write, patched_document
 
 T = TypeVar("T")
@@ -74,21 +74,6 @@ def _setup(conn: sqlite3.Connection, timeout: float) -> None:
             delay = min(delay * 2, 0.2)
 
 
-def refuse_writes(obj: Any, methods: Iterable[str], where: str) -> None:
-    """Make ``obj``'s write ``methods`` raise a :class:`StorageError` (nothing sent): what a
-    read-only open does."""
-    backend = str(getattr(obj, "name", type(obj).__name__))
-
-    def refuse(method: str) -> Callable[..., Any]:
-        async def refused(*args: Any, **kwargs: Any) -> Any:
-            raise StorageError(f"{where} is open read-only: {method}() refused", backend=backend,
-                               outcome="not_applied")
-        return refused
-
-    for method in methods:
-        setattr(obj, method, refuse(method))
-
-
 def missing_database(path: str, backend: str) -> StorageError:
     return StorageError(f"no such database: {path} (a read-only open creates nothing; check the path, "
                         "or let the application that writes it create it first)", backend=backend)
@@ -116,7 +101,7 @@ class SQLiteAdapter:
         self._patch_tables = False  # clp_patches seen on self._conn (see _has_patches)
         self._lock = threading.Lock()
         if read_only:
-            refuse_writes(self, ("save", "save_versioned", "save_logged", "delete"), self.path)
+            refuse_writes(self, self.path)
 
     def _connect_read_only(self) -> sqlite3.Connection:
         if self.path == ":memory:" or not os.path.isfile(self.path):

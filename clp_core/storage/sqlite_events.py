@@ -17,7 +17,8 @@ from ..events import (
     snapshot_from_json,
     snapshot_to_json,
 )
-from .sqlite import SQLiteAdapter, in_transaction, refuse_writes
+from .base import refuse_writes
+from .sqlite import SQLiteAdapter, in_transaction
 
 
 class SQLiteEventStore:
@@ -36,7 +37,7 @@ class SQLiteEventStore:
         self.read_only = read_only
         self._ready = read_only
         if read_only:
-            refuse_writes(self, ("append", "save_snapshot", "delete", "prune"), path)
+            refuse_writes(self, path)
 
     async def _run(self, fn: Callable[[Any], Any]) -> Any:
         if not self._ready:

@@ -12,7 +12,7 @@ from typing import Any
 from bson.errors import BSONError
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from clp_core.plugin_api import ClpError, ConfigError, StorageError
+from clp_core.plugin_api import ClpError, ConfigError, StorageError, refuse_writes
 
 DEFAULT_URL = "mongodb://127.0.0.1:27017"
 DEFAULT_DATABASE = "clp"
@@ -40,10 +40,6 @@ def database_from_url(url: str) -> str | None:
         raise StorageError(f"not a MongoDB URL (mongodb:// or mongodb+srv://): {redact(url)!r}", backend="mongodb")
     name = urllib.parse.unquote(parts.path.lstrip("/"))
     return name or None
-
-
-#: The methods a read-only open refuses (those the object has).
-WRITE_METHODS = ("save", "save_versioned", "delete", "append", "save_snapshot", "prune")
 
 
 def take_mode(url: str) -> tuple[str, bool]:
@@ -81,15 +77,7 @@ class MongoBase:
         self._client_options = client_options
         self.read_only = read_only or url_read_only
         if self.read_only:  # reads create nothing; writes are refused before sending
-            for method in WRITE_METHODS:
-                if hasattr(self, method):
-                    setattr(self, method, self._refuse(method))
-
-    def _refuse(self, method: str) -> Any:
-        async def refused(*args: Any, **kwargs: Any) -> Any:
-            raise StorageError(f"{redact(self.url)} ({self.database}) is open read-only: {method}() refused",
-                               backend=self.name, outcome="not_applied")
-        return refused
+            refuse_writes(self, f"{redact(self.url)} ({self.database})")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r}, database={self.database!r})"

@@ -23,6 +23,7 @@ from clp_core.plugin_api import (
     ConfigError,
     StorageError,
     deadline_at,
+    refuse_writes,
 )
 
 T = TypeVar("T")
@@ -436,15 +437,7 @@ class TableClient(abc.ABC):
         self._ready = not create_table
         if read_only:  # no table is created; a missing one is an error on first use
             self._ready = False
-            for method in ("save", "save_versioned", "save_logged", "delete", "append", "save_snapshot", "prune"):
-                if hasattr(self, method):
-                    setattr(self, method, self._refuse(method))
-
-    def _refuse(self, method: str) -> Any:
-        async def refused(*args: Any, **kwargs: Any) -> Any:
-            raise StorageError(f"{self._client.where} {self.schema}.{self.table} is open read-only: "
-                               f"{method}() refused", backend=self.name, outcome="not_applied")
-        return refused
+            refuse_writes(self, f"{self._client.where} {self.schema}.{self.table}")
 
     async def _check_tables(self, connection: Any) -> None:
         """Read-only (or ``create_table=False``, where a subclass asks): the tables must exist

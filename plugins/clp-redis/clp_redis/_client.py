@@ -334,23 +334,6 @@ async def close_client(client: aioredis.Redis) -> None:
         await client.close(close_connection_pool=True)
 
 
-#: The methods a read-only open refuses (those the object has).
-WRITE_METHODS = ("save", "save_versioned", "save_logged", "delete", "append", "save_snapshot", "prune")
-
-
-def refuse_writes(obj: Any, where: str) -> None:
-    """Make ``obj``'s write methods raise :class:`StorageError` without sending anything."""
-    def refuse(method: str) -> Any:
-        async def refused(*args: Any, **kwargs: Any) -> Any:
-            raise StorageError(f"{where} is open read-only: {method}() refused", backend=obj.name,
-                               outcome="not_applied")
-        return refused
-
-    for method in WRITE_METHODS:
-        if hasattr(obj, method):
-            setattr(obj, method, refuse(method))
-
-
 def mode_read_only(mode: str | None) -> bool:
     """The URL option ``mode``: ``ro`` is read-only, ``rw`` (or none) the default."""
     if mode not in (None, "ro", "rw"):

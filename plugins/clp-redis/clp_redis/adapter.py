@@ -30,7 +30,15 @@ import attrs
 import redis.asyncio as aioredis
 
 from clp_core import codec
-from clp_core.plugin_api import ConfigError, ConflictError, CorruptStateError, PatchLog, Write, patched_document
+from clp_core.plugin_api import (
+    ConfigError,
+    ConflictError,
+    CorruptStateError,
+    PatchLog,
+    Write,
+    patched_document,
+    refuse_writes,
+)
 
 from ._client import (
     DEFAULT_URL,
@@ -45,7 +53,6 @@ from ._client import (
     encode_key,
     make_client,
     mode_read_only,
-    refuse_writes,
     split_url,
 )
 

@@ -32,6 +32,7 @@ from clp_core.plugin_api import (
     event_to_json,
     events_from_rows,
     prune_point,
+    refuse_writes,
     snapshot_from_json,
     snapshot_to_json,
 )
@@ -48,7 +49,6 @@ from ._client import (
     encode_key,
     make_client,
     mode_read_only,
-    refuse_writes,
     split_url,
 )
 
