@@ -199,27 +199,32 @@ def _finish(text: str) -> str:
 _key_text = json.encoder.encode_basestring  # what the encoder writes for a key (ensure_ascii off)
 
 
-def encode_member(key: str, value: Any, depth: int) -> str:
-    """``"key":value`` as :func:`encode` writes it in an object ``depth`` containers deep (the
-    envelope is 1, a document's fields 2), with its checks: a part of the text that
-    :func:`encode_assembled` puts together (and seals, when a transform is installed)."""
+def encode_members(items: Iterable[tuple[str, Any]], depth: int) -> dict[str, str]:
+    """``{key: '"key":value'}``, each member as :func:`encode` writes it in an object ``depth``
+    containers deep (the envelope is 1, a document's fields 2), with its checks: the parts of
+    a text that :func:`encode_assembled` puts together (and seals, when a transform is installed)."""
+    limit, members = MAX_NESTING - depth, {}
     try:
-        text = _json(value)
+        for key, value in items:
+            text = _json(value)
+            # a text of fewer characters than the limit cannot hold more brackets
+            if len(text) > limit and text.count("[") + text.count("{") > limit and nesting(value) > limit:
+                raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
+            members[key] = f"{_key_text(key)}:{text}"
     except RecursionError:
         raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)") from None
     except (TypeError, ValueError) as exc:
         raise StateValueError(f"document cannot be stored: {exc}") from None
-    if text.count("[") + text.count("{") > MAX_NESTING - depth and nesting(value) + depth > MAX_NESTING:
-        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
-    return f"{_key_text(key)}:{text}"
+    return members
 
 
 def encode_assembled(document: Mapping[str, Any], field: str, members: Iterable[str]) -> str:
     """:func:`encode` of ``document``, the same text, whose object ``field`` is given as its
-    members' texts in order (each made by :func:`encode_member` at depth 3): a writer that
-    keeps them for a big object encodes only those that changed."""
-    parts = [f"{_key_text(name)}:{{{','.join(members)}}}" if name == field else encode_member(name, value, 2)
-             for name, value in document.items()]
+    members' texts in order, as :func:`encode_members` makes them (at ``field``'s depth: 3 for
+    a document's field), which the caller has checked: a writer that keeps them for a big
+    object encodes only those that changed."""
+    rest = encode_members(((name, value) for name, value in document.items() if name != field), 2)
+    parts = [f"{_key_text(name)}:{{{','.join(members)}}}" if name == field else rest[name] for name in document]
     return _finish(f'{{"format":{_key_text(FORMAT)},"data":{{{",".join(parts)}}}}}')
 
 

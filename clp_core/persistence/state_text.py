@@ -53,17 +53,17 @@ class StateText:
         if self._whole_stale or state is not self._of:
             self._of, self._whole_stale = state, True
             texts.clear()
-            texts.update((key, codec.encode_member(key, value, _STATE_DEPTH)) for key, value in state.items())
+            texts.update(codec.encode_members(state.items(), _STATE_DEPTH))
         else:
+            texts.update(codec.encode_members(((key, state[key]) for key in self._stale if key in state),
+                                              _STATE_DEPTH))
             for key in self._stale:
-                if key in state:
-                    texts[key] = codec.encode_member(key, state[key], _STATE_DEPTH)
-                else:
+                if key not in state:
                     texts.pop(key, None)
             if len(texts) != len(state) or not all(map(str.__eq__, texts, state)):
                 # keys added or put back (a rollback restores a deleted key at the end): the state's order
-                self._texts = texts = {key: texts.get(key) or codec.encode_member(key, value, _STATE_DEPTH)
-                                       for key, value in state.items()}
+                texts.update(codec.encode_members(((k, v) for k, v in state.items() if k not in texts), _STATE_DEPTH))
+                self._texts = texts = {key: texts[key] for key in state}
         return codec.encode_assembled(document, "state", texts.values())
 
     def stored(self) -> None:

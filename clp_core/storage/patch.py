@@ -102,17 +102,20 @@ _PLAIN = f'{{"format":"{codec.FORMAT}","data":{{'
 
 def enveloped(text: str, fields: dict[str, Any], field: str, *, key: str, backend: str) -> str:
     """``codec.encode(fields)``, ``fields[field]`` being the document a whole write's ``text``
-    encodes: for an adapter that stores it in an envelope of its own. The document's text is
-    spliced in, not decoded and encoded again, where ``text`` is plain (no transform) and the
-    result reads back (it nests deeper than ``text``); else it is decoded, and refused as
-    :func:`codec.encode` refuses it."""
+    encodes: for an adapter that stores it in an envelope of its own. Where ``text`` is plain
+    (no transform), the document's text is spliced in instead of encoded again, and the result
+    decoded once to check it (it nests a level deeper than ``text``, and a ``text`` not written
+    by :func:`codec.encode` could end early and add fields of its own); else the document is
+    decoded, and refused as :func:`codec.encode` refuses it."""
     if text.startswith(_PLAIN) and text.endswith("}}"):
         spliced = codec.encode_assembled(fields, field, [text[len(_PLAIN):-2]])
         try:
-            codec.decode(spliced, backend=backend, key=key)
-            return spliced
+            read = codec.decode(spliced, backend=backend, key=key)
         except CorruptStateError:
-            pass
+            read = None
+        if (isinstance(read, dict) and read.keys() == fields.keys()
+                and all(read[name] == value for name, value in fields.items() if name != field)):
+            return spliced
     return codec.encode({**fields, field: codec.decode_document(text, backend=backend, key=key)})
 
 

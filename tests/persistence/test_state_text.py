@@ -91,7 +91,7 @@ async def keep_texts(runtime: clp.Runtime) -> None:
     """A compaction of the big document: from here the state's texts are kept."""
     compact_next(runtime)
     await runtime.execute("write", {"n": 13})
-    assert runtime._persistence._text.kept  # type: ignore[attr-defined]
+    assert not runtime._persistence._text._whole_stale  # type: ignore[attr-defined]  # stored
 
 
 def compact_next(runtime: clp.Runtime) -> None:
@@ -175,6 +175,28 @@ async def test_a_runtime_that_reloads_starts_its_texts_anew() -> None:
     compact_next(first)
     await first.execute("write", {"n": 42})  # checked against a fresh encode
     await assert_reloads(adapter, first)
+
+
+async def test_a_later_compaction_encodes_only_the_values_written_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = Checked()
+    runtime = await runtime_on(adapter)
+    await keep_texts(runtime)
+    encoded: list[str] = []
+    encode_members = codec.encode_members
+
+    def counting(items: Any, depth: int) -> dict[str, str]:
+        members = encode_members(items, depth)
+        if depth == 3:
+            encoded.extend(members)
+        return members
+
+    monkeypatch.setattr(codec, "encode_members", counting)
+    await runtime.execute("write", {"n": 7})  # a patch: a record's name (n % 7 == 0)
+    await runtime.execute("write", {"n": 20})  # a patch: a new top-level key, new20
+    compact_next(runtime)
+    await runtime.execute("write", {"n": 27})  # the compaction, writing new27: these three, no other
+    written = {f"k{random.Random(7).randrange(KEYS)}", "new20", "new27"}
+    assert sorted(encoded) == sorted(written) and adapter.checked >= 2
 
 
 # -- the texts themselves ---------------------------------------------------------------------

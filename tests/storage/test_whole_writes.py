@@ -83,7 +83,7 @@ def test_enveloped_refuses_what_encode_refuses_and_reads_what_decode_reads() -> 
 
 async def test_a_compaction_on_files_encodes_the_document_once(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The whole write's text goes into the key's file as it is: no decode and encode again."""
+    """The whole write's text goes into the key's file as it is: not encoded again (decoded once, to check it)."""
     adapter = FileSystemAdapter(tmp_path)
     log = PatchLog()
     version = 0
@@ -112,3 +112,14 @@ async def test_a_compaction_too_deep_for_the_file_is_refused_and_keeps_the_key(t
         await adapter.save_logged("k", Write(codec.encode(deep), compacts=True), version)
     assert await adapter.load_versioned("k") == ({"state": {"a": 1}}, version)
     await adapter.close()
+
+
+@pytest.mark.parametrize("text", [
+    '{"format":"clp/1","data":{"state":{"a":1}},"version":99,"x":{}}',  # ends early, adds fields
+    '{"format":"clp/1","data":{"state":{"a":1}},"data":{"state":{"b":2}}}',  # a second data
+])
+async def test_a_whole_write_not_written_by_the_codec_is_stored_as_it_reads(tmp_path: Path, text: str) -> None:
+    adapter = FileSystemAdapter(tmp_path)
+    version = await adapter.save_logged("k", Write(text, compacts=True), 0)
+    assert version == 1
+    assert await adapter.load_versioned("k") == (codec.decode_document(text, backend="t", key="k"), 1)

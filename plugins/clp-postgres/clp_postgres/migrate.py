@@ -17,19 +17,20 @@ async def migrate(
     state table made by an older version its ``base_version`` column and patches table) and,
     unless ``events_table`` is None, the event tables ``schema.events_table`` and
     ``schema.<events_table>_snapshots`` (``CREATE ... IF NOT EXISTS``: running it again is
-    harmless), their big ``data`` columns compressed with ``toast_compression``. Returns the tables."""
+    harmless); their big ``data`` columns, new or not, get ``toast_compression`` (an ALTER,
+    which takes each table's lock, where the column has another). Returns the tables."""
     # asyncpg loads here, not when the package is imported (the package exports this function)
     from ._common import PoolClient, check_identifier
     from .schema import create_tables, event_tables_ddl, patches_table_name, snapshots_table_name, state_table_ddl
 
     schema = check_identifier(schema, "schema")
     table = check_identifier(table, "table")
-    tables, ddl = [table, patches_table_name(table)], state_table_ddl(schema, table, toast_compression)
+    tables, ddl = [table, patches_table_name(table)], state_table_ddl(schema, table, toast_compression, existing=True)
     if events_table is not None:
         events_table = check_identifier(events_table, "events table")
         snapshots = snapshots_table_name(events_table)
         tables += [events_table, snapshots]
-        ddl += event_tables_ddl(schema, events_table, snapshots, toast_compression)
+        ddl += event_tables_ddl(schema, events_table, snapshots, toast_compression, existing=True)
     client = PoolClient(dsn, min_size=1, max_size=1)
 
     async def run(connection: Any) -> None:

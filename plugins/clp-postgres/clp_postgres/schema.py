@@ -16,14 +16,17 @@ def patches_table_name(table: str) -> str:
     return check_identifier(f"{table}_patches", "patches table (state table + '_patches')")
 
 
-def state_table_ddl(schema: str, table: str, toast_compression: str = DEFAULT_TOAST_COMPRESSION) -> list[str]:
+def state_table_ddl(schema: str, table: str, toast_compression: str = DEFAULT_TOAST_COMPRESSION, *,
+                    existing: bool = False) -> list[str]:
     """The state table (``version`` is the head version; ``base_version`` that of ``data``,
     NULL when no patch follows it) and its patches table, ``(key, version)`` each. A state
-    table made before patches (no ``base_version``) gets the column (a catalog-only change);
-    its ``data`` column, ``toast_compression`` (see :func:`compression_ddl`)."""
+    table made before patches (no ``base_version``) gets the column (a catalog-only change).
+    Its ``data`` column gets ``toast_compression`` when the table is made here, or, with
+    ``existing`` (``clp migrate``), when it exists already (see :func:`compression_ddl`)."""
     name, patches = qualified(schema, table), qualified(schema, patches_table_name(table))
     regclass = f"'{name}'::regclass"
     return [
+        new_table_flag("clp.new_state", name),
         f"CREATE TABLE IF NOT EXISTS {name} ("
         " key text PRIMARY KEY,"
         " version bigint NOT NULL,"
@@ -38,22 +41,31 @@ def state_table_ddl(schema: str, table: str, toast_compression: str = DEFAULT_TO
         # only when missing: ALTER TABLE locks the table even with IF NOT EXISTS
         f"DO $$ BEGIN IF NOT EXISTS ({has_base_version(regclass)}) "
         f"THEN ALTER TABLE {name} ADD COLUMN base_version bigint; END IF; END $$",
-        compression_ddl(name, toast_compression),
+        compression_ddl(name, toast_compression, None if existing else "clp.new_state"),
     ]
+
+
+def new_table_flag(flag: str, name: str) -> str:
+    """Remember, for the rest of the transaction, whether table ``name`` is missing (so about to
+    be made by the DDL after this statement)."""
+    return f"SELECT set_config('{flag}', (to_regclass('{name}') IS NULL)::text, true)"
 
 
 #: pg_attribute.attcompression of each method ('' : the server's default_toast_compression)
 _COMPRESSION_CODES = {"lz4": "l", "pglz": "p", "default": ""}
 
 
-def compression_ddl(name: str, method: str) -> str:
+def compression_ddl(name: str, method: str, new_only: str | None) -> str:
     """Give ``name``'s ``data`` column the compression ``method`` where the server has it
-    (PostgreSQL 14 and later; lz4 where it was built with it), only when it has another: the
-    ALTER is a catalog change, but takes the table's lock. Values stored keep their method."""
+    (PostgreSQL 14 and later; lz4 where it was built with it) and the column has another.
+    With ``new_only`` (a :func:`new_table_flag`), only to a table this transaction made: an
+    application's first use never alters a table that exists (the ALTER takes the table's
+    ACCESS EXCLUSIVE lock), ``clp migrate`` does. Values stored keep their method."""
     check_toast_compression(method)
     regclass = f"'{name}'::regclass"
+    made_here = f"current_setting('{new_only}', true) = 'true' AND " if new_only else ""
     # the inner IF is planned only when reached: attcompression is new in PostgreSQL 14
-    return (f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
+    return (f"DO $$ BEGIN IF {made_here}EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
             f"AND '{method}' = ANY(enumvals || ARRAY['default'])) THEN "
             f"IF (SELECT attcompression::text FROM pg_attribute WHERE attrelid = {regclass} AND attname = 'data') "
             f"IS DISTINCT FROM '{_COMPRESSION_CODES[method]}' THEN "
@@ -106,11 +118,12 @@ def snapshots_table_name(events_table: str) -> str:
 
 
 def event_tables_ddl(schema: str, table: str, snapshots_table: str,
-                     toast_compression: str = DEFAULT_TOAST_COMPRESSION) -> list[str]:
-    """The events and snapshots tables; the snapshots' ``data`` (a whole state),
-    ``toast_compression``."""
+                     toast_compression: str = DEFAULT_TOAST_COMPRESSION, *, existing: bool = False) -> list[str]:
+    """The events and snapshots tables; the snapshots' ``data`` (a whole state) gets
+    ``toast_compression`` as the state table's does (see :func:`state_table_ddl`)."""
     events, snapshots = qualified(schema, table), qualified(schema, snapshots_table)
     return [
+        new_table_flag("clp.new_snapshots", snapshots),
         f"CREATE TABLE IF NOT EXISTS {events} ("
         " aggregate_id text NOT NULL,"
         " seq bigint NOT NULL CHECK (seq > 0),"
@@ -123,7 +136,7 @@ def event_tables_ddl(schema: str, table: str, snapshots_table: str,
         " data jsonb NOT NULL,"
         " created_at timestamptz NOT NULL DEFAULT now(),"
         " PRIMARY KEY (aggregate_id, seq))",
-        compression_ddl(snapshots, toast_compression),
+        compression_ddl(snapshots, toast_compression, None if existing else "clp.new_snapshots"),
     ]
 
 

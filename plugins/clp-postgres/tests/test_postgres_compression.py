@@ -64,18 +64,28 @@ async def test_the_state_tables_data_column_and_big_values_get_the_compression(
         await adapter.close()
 
 
-async def test_a_table_made_with_another_compression_is_given_the_asked_one(
+async def test_first_use_never_alters_a_table_that_exists_and_migrate_does(
         pg_dsn: str, table: str, lz4: None) -> None:
+    """An application start takes no lock on a busy table (ALTER would wait behind every
+    open transaction, and queue every query behind it); ``clp migrate`` changes the column."""
     first = PostgresAdapter(pg_dsn, table=table, toast_compression="pglz")
     await first.create()
     await first.close()
     assert await _column(pg_dsn, table) == "p"
-    second = PostgresAdapter(pg_dsn, table=table)
+    reader = await asyncpg.connect(pg_dsn)
     try:
-        await second.create()
-        assert await _column(pg_dsn, table) == "l"
+        async with reader.transaction():  # a transaction holding a lock on the table
+            await reader.fetch(f"SELECT * FROM {table}")
+            second = PostgresAdapter(pg_dsn, table=table, command_timeout=1)  # asks for lz4
+            try:
+                await second.save("k", {"state": {}})  # no ALTER: it would wait, then time out
+            finally:
+                await second.close()
     finally:
-        await second.close()
+        await reader.close()
+    assert await _column(pg_dsn, table) == "p"
+    await migrate(pg_dsn, table=table, events_table=None)  # lz4 by default
+    assert await _column(pg_dsn, table) == "l"
 
 
 async def test_migrate_and_the_event_stores_snapshots(pg_dsn: str, names: Any, lz4: None) -> None:
@@ -87,9 +97,15 @@ async def test_migrate_and_the_event_stores_snapshots(pg_dsn: str, names: Any, l
     try:
         runtime = clp.create_runtime(counter_contract(), event_store=store, storage_key="c")
         await runtime.execute("increment")
-        assert await _column(pg_dsn, f"{events}_snapshots") == "l"  # the store's first use: its default
+        assert await _column(pg_dsn, f"{events}_snapshots") == "p"  # made by migrate: left as it is
     finally:
         await store.close()
+    fresh = PostgresEventStore(pg_dsn, table=names.table("clp_ev"))
+    try:
+        await fresh.create()
+        assert await _column(pg_dsn, f"{fresh.table}_snapshots") == "l"  # made on first use: lz4
+    finally:
+        await fresh.close()
 
 
 def test_the_url_option_reaches_the_adapter() -> None:

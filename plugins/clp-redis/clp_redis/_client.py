@@ -197,7 +197,7 @@ async def call(factory: Callable[[], Awaitable[T]], *, backend: str, where: str,
                     if bound.when() >= end:  # the operation's end was this attempt's bound
                         raise _OutOfTime() from exc
                     exc = RedisTimeoutError(f"no reply within timeout={timeouts.timeout:g} s"
-                                            + (" while connecting (nothing sent)" if early else ""))
+                                            + (" while connecting (this attempt sent nothing)" if early else ""))
                 else:
                     unsent = unsent and _before_sending(exc)
                 attempts.append(exc)

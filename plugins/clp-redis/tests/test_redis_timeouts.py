@@ -221,7 +221,7 @@ async def test_time_running_out_while_connecting_is_not_applied(
         proxy.stall()
         started = time.monotonic()
         with pytest.raises(StorageError, match=r"after 2 attempts: TimeoutError: no reply within timeout=0\.2 s "
-                                               r"while connecting \(nothing sent\)") as info:
+                                               r"while connecting \(this attempt sent nothing\)") as info:
             await do_write()
         assert time.monotonic() - started < 1.0
         assert info.value.outcome == "not_applied"
@@ -265,7 +265,7 @@ async def test_a_reply_stalled_after_sending_stays_unknown_when_timeout_is_below
         assert info.value.outcome == "unknown"
         if retries:
             assert str(info.value).endswith("after 3 attempts: TimeoutError: no reply within timeout=0.2 s "
-                                            "while connecting (nothing sent)")
+                                            "while connecting (this attempt sent nothing)")
         else:
             assert str(info.value).endswith("TimeoutError: no reply within timeout=0.2 s")
     finally:
