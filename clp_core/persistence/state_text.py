@@ -23,6 +23,7 @@ class StateText:
         self._texts: dict[str, str] = {}  # key -> '"key":value', in the state's order
         self._stale: set[str] = set()  # keys written since the texts were last stored
         self._whole_stale = True
+        self.kept = False  # whether texts of some state are held (a plain attribute: read on every write)
 
     def forget(self, paths: Iterable[Path]) -> None:
         """The state was written at ``paths`` (by a commit, saved or about to be)."""
@@ -35,13 +36,9 @@ class StateText:
                 return
             stale.add(path[0])
 
-    @property
-    def kept(self) -> bool:
-        return self._of is not None
-
     def reset(self) -> None:
         """The state was replaced whole (loaded), or written whole without :meth:`encode`."""
-        self._of, self._whole_stale = None, True
+        self._of, self._whole_stale, self.kept = None, True, False
         self._texts.clear()
         self._stale.clear()
 
@@ -51,7 +48,7 @@ class StateText:
         stale until it is called: the save may fail, and the commit be rolled back)."""
         texts = self._texts
         if self._whole_stale or state is not self._of:
-            self._of, self._whole_stale = state, True
+            self._of, self._whole_stale, self.kept = state, True, True
             texts.clear()
             texts.update(codec.encode_members(state.items(), _STATE_DEPTH))
         else:

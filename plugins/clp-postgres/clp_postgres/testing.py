@@ -46,6 +46,23 @@ def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+async def fetch(dsn: str, query: str, *args: Any) -> list[Any]:
+    """The rows of ``query`` on a connection of its own (opened and closed here)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
+
+
+async def fetch_value(dsn: str, query: str, *args: Any) -> Any:
+    """The first column of the first row of ``query`` (``None`` when there is no row)."""
+    rows = await fetch(dsn, query, *args)
+    return rows[0][0] if rows else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

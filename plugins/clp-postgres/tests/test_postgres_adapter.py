@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from clp_postgres import InvalidIdentifierError, PostgresAdapter, check_identifier
 from clp_postgres._common import _alive
-from clp_postgres.testing import free_port
+from clp_postgres.testing import fetch, free_port
 
 from clp_core.errors import ConfigError, ConflictError, CorruptStateError, StorageError
 from clp_core.testing.storage import NASTY_KEYS, StorageAdapterSuite
@@ -56,21 +56,13 @@ class TestPostgresAdapter(StorageAdapterSuite):
             await connection.close()
 
 
-async def _fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
-
-
 # -- jsonb ------------------------------------------------------------------------------
 
 
 async def test_documents_are_queryable_jsonb(pg_dsn: str, table: str) -> None:
     adapter = PostgresAdapter(pg_dsn, table=table)
     await adapter.save("order:1", {"state": {"status": "paid", "total": 12.5, "born": dt.date(2020, 1, 2)}})
-    rows = await _fetch(
+    rows = await fetch(
         pg_dsn,
         f"SELECT data->>'format' AS format, data->'data'->'state'->>'status' AS status, "
         f"(data->'data'->'state'->>'total')::numeric AS total, jsonb_typeof(data) AS kind, version, updated_at "
@@ -136,17 +128,17 @@ def test_good_identifiers_are_accepted() -> None:
 
 async def test_drop_table_identifier_runs_no_sql(pg_dsn: str, names: Any) -> None:
     victim = names.table("y")
-    await _fetch(pg_dsn, f'CREATE TABLE "{victim}" (id int)')
+    await fetch(pg_dsn, f'CREATE TABLE "{victim}" (id int)')
     with pytest.raises(InvalidIdentifierError):
         PostgresAdapter(pg_dsn, table=f"x; DROP TABLE {victim}")
     with pytest.raises(InvalidIdentifierError):
         PostgresAdapter(pg_dsn, schema=f"public; DROP TABLE {victim}")
-    assert (await _fetch(pg_dsn, "SELECT to_regclass($1) IS NOT NULL AS present", victim))[0]["present"]
+    assert (await fetch(pg_dsn, "SELECT to_regclass($1) IS NOT NULL AS present", victim))[0]["present"]
 
 
 async def test_injection_keys_are_data(pg_dsn: str, names: Any) -> None:
     victim, table = names.table("x"), names.table()
-    await _fetch(pg_dsn, f'CREATE TABLE "{victim}" (id int)')
+    await fetch(pg_dsn, f'CREATE TABLE "{victim}" (id int)')
     adapter = PostgresAdapter(pg_dsn, table=table)
     keys = [f"'; DROP TABLE {victim}; --", f'"; DROP TABLE {table}; --', "k' OR '1'='1", "$1", "\\'; --"]
     await adapter.save("victim", {"alive": True})
@@ -157,7 +149,7 @@ async def test_injection_keys_are_data(pg_dsn: str, names: Any) -> None:
     assert await adapter.load("k' OR '1'='1") is None
     assert await adapter.load("victim") == {"alive": True}
     await adapter.close()
-    assert (await _fetch(pg_dsn, "SELECT to_regclass($1) IS NOT NULL AS present", victim))[0]["present"]
+    assert (await fetch(pg_dsn, "SELECT to_regclass($1) IS NOT NULL AS present", victim))[0]["present"]
 
 
 async def test_keys_are_stored_verbatim(pg_dsn: str, table: str) -> None:
@@ -165,7 +157,7 @@ async def test_keys_are_stored_verbatim(pg_dsn: str, table: str) -> None:
     for key in NASTY_KEYS:
         await adapter.save(key, {"k": 1})
     await adapter.close()
-    stored = {row["key"] for row in await _fetch(pg_dsn, f'SELECT key FROM "{table}"')}
+    stored = {row["key"] for row in await fetch(pg_dsn, f'SELECT key FROM "{table}"')}
     assert stored == set(NASTY_KEYS)
 
 
@@ -175,7 +167,7 @@ async def test_own_schema_is_created(pg_dsn: str, names: Any) -> None:
     await adapter.save("k", {"x": 1})
     assert await adapter.load("k") == {"x": 1}
     await adapter.close()
-    rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM information_schema.tables "
+    rows = await fetch(pg_dsn, "SELECT count(*) AS n FROM information_schema.tables "
                                 "WHERE table_schema = $1 AND table_name = $2", schema, table)
     assert rows[0]["n"] == 1
 
@@ -190,7 +182,7 @@ async def test_own_schema_is_created(pg_dsn: str, names: Any) -> None:
 async def test_corrupt_rows_are_corrupt_state(pg_dsn: str, table: str, stored: str) -> None:
     adapter = PostgresAdapter(pg_dsn, table=table)
     await adapter.save("k", {"ok": True})
-    await _fetch(pg_dsn, f'UPDATE "{table}" SET data = $1::text::jsonb WHERE key = $2', stored, "k")
+    await fetch(pg_dsn, f'UPDATE "{table}" SET data = $1::text::jsonb WHERE key = $2', stored, "k")
     with pytest.raises(CorruptStateError, match="'k'") as info:
         await adapter.load("k")
     assert info.value.backend == "postgresql"

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 from clp_postgres import PostgresAdapter, PostgresEventStore, migrate
+from clp_postgres.testing import fetch_value
 
 import clp_core as clp
 from clp_core.errors import ConfigError
@@ -20,26 +21,18 @@ from clp_core.testing.patching import big_document
 CODES = {"lz4": "l", "pglz": "p", "default": ""}
 
 
-async def _fetchval(dsn: str, query: str, *args: Any) -> Any:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await connection.fetchval(query, *args)
-    finally:
-        await connection.close()
-
-
 async def _server_has(dsn: str, method: str) -> bool:
-    return bool(await _fetchval(
+    return bool(await fetch_value(
         dsn, "SELECT $1 = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'", method))
 
 
 async def _column(dsn: str, table: str) -> str:
-    return str(await _fetchval(dsn, "SELECT attcompression::text FROM pg_attribute "
+    return str(await fetch_value(dsn, "SELECT attcompression::text FROM pg_attribute "
                                     "WHERE attrelid = $1::regclass AND attname = 'data'", table))
 
 
 async def _stored(dsn: str, table: str, key: str) -> str | None:
-    return await _fetchval(dsn, f"SELECT pg_column_compression(data) FROM {table} WHERE key = $1", key)
+    return await fetch_value(dsn, f"SELECT pg_column_compression(data) FROM {table} WHERE key = $1", key)
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ async def test_the_state_tables_data_column_and_big_values_get_the_compression(
         await adapter.save_logged("big", PatchLog().prepare(lambda: document, None), 0)
         method = setting or "lz4"
         assert await _column(pg_dsn, table) == CODES[method]
-        server = await _fetchval(pg_dsn, "SHOW default_toast_compression")
+        server = await fetch_value(pg_dsn, "SHOW default_toast_compression")
         assert await _stored(pg_dsn, table, "big") == (server if method == "default" else method)
         assert await adapter.load_versioned("big") == (document, 1)
     finally:
