@@ -314,8 +314,8 @@ class FileSystemAdapter:
             raise StorageError(f"cannot write {path}: {exc}", backend=self.name) from exc
 
     async def delete(self, key: str) -> None:
-        async with _FileLock(self._path(key)):
-            await asyncio.to_thread(self._delete, key)
+        async with _FileLock(self._path(key)):  # held until the thread is done, even when cancelled
+            await filelog.in_thread_to_the_end(self._delete, key)
 
     def _delete(self, key: str) -> None:
         with self._seen_lock:

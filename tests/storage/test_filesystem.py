@@ -498,6 +498,27 @@ async def test_a_cancelled_save_keeps_the_key_locked_until_its_thread_is_done(
     assert await adapter.load_versioned("k") == ({"n": 1}, 2)
 
 
+async def test_a_cancelled_delete_keeps_the_key_locked_until_its_thread_is_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that came after a cancelled delete must not be unlinked by the delete's thread."""
+    adapter = FileSystemAdapter(tmp_path)
+    await adapter.save_versioned("k", {"n": 0}, 0)
+    real = adapter._delete
+
+    def slow_delete(key: str) -> None:
+        time.sleep(0.2)
+        real(key)
+
+    monkeypatch.setattr(adapter, "_delete", slow_delete)
+    deleting = asyncio.create_task(adapter.delete("k"))
+    await asyncio.sleep(0.05)
+    deleting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await deleting
+    await adapter.save_versioned("k", {"n": "after"}, 0)  # the key is gone: a new first version
+    assert await adapter.load_versioned("k") == ({"n": "after"}, 1)
+
+
 async def test_an_os_error_inside_a_save_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = FileSystemAdapter(tmp_path)
     await adapter.save_versioned("k", {"n": 0}, 0)
