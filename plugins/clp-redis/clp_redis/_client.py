@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clp_core.plugin_api import (
@@ -135,9 +135,15 @@ def decode_key(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
 
+#: The smallest pool (``max_connections``) a :class:`ScriptRunner` holds a connection of: in a
+#: smaller one, the other calls may need every connection.
+_HOLDING_POOL = 16
+
+
 def _before_sending(exc: BaseException) -> bool:
-    """Whether ``exc`` proves the command was never sent: the connection could not be opened."""
-    if isinstance(exc, ConnectionRefusedError):
+    """Whether ``exc`` proves the command was never sent: the connection could not be opened,
+    or the pool had none to give."""
+    if isinstance(exc, ConnectionRefusedError | MaxConnectionsError):
         return True
     return isinstance(exc, RedisConnectionError | RedisTimeoutError) and " connecting to " in f" {exc}"
 
@@ -308,9 +314,12 @@ class ScriptRunner:
         return result
 
     async def _put_back(self, pool: Any, conn: Any) -> None:
-        # kept only while the pool has another connection to give (a bounded pool is not starved)
+        # loads, plain saves and deletes do not go through the held connection, and the pool
+        # refuses a connection past its limit at once (MaxConnectionsError): a connection is held
+        # only in a pool of at least _HOLDING_POOL (redis-py's default is 100), with one to spare
         in_use = getattr(pool, "_in_use_connections", None)
-        spare = in_use is not None and len(in_use) < getattr(pool, "max_connections", 0)
+        limit = getattr(pool, "max_connections", 0)
+        spare = in_use is not None and limit >= _HOLDING_POOL and len(in_use) < limit - 1
         if self._held is None and conn.is_connected and spare:
             self._held = conn
         else:

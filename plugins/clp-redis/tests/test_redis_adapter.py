@@ -367,6 +367,29 @@ async def test_a_bounded_pool_is_not_starved_by_the_held_connection(prefix: str)
         await adapter.close()
 
 
+async def test_a_bounded_pool_holds_no_connection_for_the_other_calls(prefix: str) -> None:
+    """Loads go through redis-py's pool, not the held connection: with max_connections=2 a
+    held one would leave two concurrent loads one connection (MaxConnectionsError)."""
+    adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}&max_connections=2&retries=0")
+    try:
+        version = await adapter.save_versioned("k", {"n": 1}, 0)
+        assert adapter._direct is not None and adapter._direct._held is None
+        loads = await asyncio.gather(*(adapter.load_versioned("k") for _ in range(2)))
+        assert loads == [({"n": 1}, version)] * 2
+    finally:
+        await adapter.close()
+
+
+async def test_a_pool_out_of_connections_is_not_applied(prefix: str) -> None:
+    adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}&max_connections=1&retries=0")
+    try:
+        results = await asyncio.gather(*(adapter.save(f"k{i}", {"n": i}) for i in range(3)), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, StorageError)]
+        assert refused and all(r.outcome == "not_applied" for r in refused), results
+    finally:
+        await adapter.close()
+
+
 async def test_a_held_connection_the_server_closed_is_reopened_before_sending(
         prefix: str, shared_redis: aioredis.Redis) -> None:
     adapter = RedisAdapter(f"redis://127.0.0.1:6379/0?prefix={prefix}&retries=0")
