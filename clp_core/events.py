@@ -311,14 +311,14 @@ async def replay(
         state: State = snapshot.state  # decoded for this call: already ours, no copy needed
     else:
         state = plain(dict(snapshot.state if snapshot is not None else base or {}))
-    seq = snapshot.seq if snapshot else 0
-    read_rows = getattr(store, "get_event_rows", None)
+    seq, read_rows = snapshot.seq if snapshot else 0, getattr(store, "get_event_rows", None)
     tail: Sequence[Event]
     if read_rows is not None:
         rows: list[Row] = await read_rows(aggregate_id, after=seq, until=until)
         kept: list[dict[str, Any]] | None = [] if events else None
         replay_rows(state, rows, aggregate_id, store.name, kept)
-        tail = _Tail(rows, aggregate_id, store.name) if kept is None else [event_from_dict(r, copy=True) for r in kept]
+        tail = _Tail(rows, aggregate_id, store.name) if kept is None else [  # copied: rows a store keeps
+            event_from_dict(r, copy=type(text) is dict) for (_, text), r in zip(rows, kept, strict=True)]
         first, reached = (rows[0][0], rows[-1][0]) if rows else (None, seq)
     else:
         tail = await store.get_events(aggregate_id, after=seq, until=until)
