@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from typing import Any
 
 import pytest
 
@@ -35,13 +36,22 @@ async def test_a_block_in_time_is_left_alone() -> None:
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
-async def test_many_blocks_share_one_timer() -> None:
+async def test_many_blocks_share_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timers set, cancelled ones too: ``asyncio.timeout_at`` would set 100 here."""
     loop = asyncio.get_running_loop()
     before = _timers(loop)
+    scheduled: list[float] = []
+    call_at = loop.call_at
+
+    def counting(when: float, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(when)
+        return call_at(when, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
     for _ in range(100):
         async with deadline_at(loop.time() + 5):
             await asyncio.sleep(0)
-    assert _timers(loop) - before <= 1
+    assert len(scheduled) <= 1 and _timers(loop) - before <= 1
 
 
 async def test_an_earlier_deadline_moves_the_timer() -> None:
