@@ -108,6 +108,25 @@ async def test_a_runtime_s_compaction_removes_the_patch_rows(pg_dsn: str, table:
     async def patch_rows() -> int:
         return int((await _sql(pg_dsn, f'SELECT count(*) AS n FROM "{table}_patches"'))[0]["n"])
 
+    sent: list[str] = []  # the statements of the adapter's fetchval calls
+    run = adapter._run
+
+    async def recording(what: str, fn: Any) -> Any:
+        class Recorder:
+            def __init__(self, connection: Any) -> None:
+                self.connection = connection
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.connection, name)
+
+            async def fetchval(self, query: str, *args: Any) -> Any:
+                sent.append(query)
+                return await self.connection.fetchval(query, *args)
+
+        return await run(what, lambda connection: fn(Recorder(connection)))
+
+    adapter._run = recording  # type: ignore[method-assign]
+
     try:
         async with clp.create_runtime(contract, storage=adapter, storage_key="big",
                                       initial_state={f"k{i}": "x" * 20 for i in range(2_000)}) as runtime:
@@ -115,9 +134,9 @@ async def test_a_runtime_s_compaction_removes_the_patch_rows(pg_dsn: str, table:
             await runtime.execute("set", {"key": "a", "size": 20})  # a patch
             assert await patch_rows() == 1
             await runtime.execute("set", {"key": "b", "size": 200_000})  # bigger than the base: compacts
-            assert await patch_rows() == 0
+            assert await patch_rows() == 0 and sent[-1] == adapter._update_if
             await runtime.execute("set", {"key": "b", "size": 300_000})  # compacts again, no patch to drop
-            assert await patch_rows() == 0
+            assert await patch_rows() == 0 and sent[-1] == adapter._update_plain
         async with clp.create_runtime(contract, storage=PostgresAdapter(pg_dsn, table=table),
                                       storage_key="big") as reader:
             assert len(reader.get_state("b")) == 300_000 and reader.get_state("a") == "y" * 20
@@ -130,6 +149,25 @@ async def test_whole_saves_and_delete_remove_the_patch_rows(pg_dsn: str, table: 
 
     async def patch_rows() -> int:
         return int((await _sql(pg_dsn, f'SELECT count(*) AS n FROM "{table}_patches"'))[0]["n"])
+
+    sent: list[str] = []  # the statements of the adapter's fetchval calls
+    run = adapter._run
+
+    async def recording(what: str, fn: Any) -> Any:
+        class Recorder:
+            def __init__(self, connection: Any) -> None:
+                self.connection = connection
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.connection, name)
+
+            async def fetchval(self, query: str, *args: Any) -> Any:
+                sent.append(query)
+                return await self.connection.fetchval(query, *args)
+
+        return await run(what, lambda connection: fn(Recorder(connection)))
+
+    adapter._run = recording  # type: ignore[method-assign]
 
     version = await _based(adapter, "k")
     version = await adapter.save_logged("k", _patch(1), version)
