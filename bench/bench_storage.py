@@ -91,6 +91,7 @@ import clp_core as clp
 from clp_core import codec
 from clp_core.storage.filesystem import key_to_filename
 from clp_core.testing.multiprocess import run_increments
+from clp_core.testing.patching import compact_next
 
 perf_counter = time.perf_counter
 
@@ -627,7 +628,7 @@ async def commit_size(backend: Backend, keys: int, commits: int) -> dict[str, An
         times, size = [], 0
         for _ in range(n):
             before_each()
-            log.patch_bytes = log.base_bytes
+            compact_next(runtime)
             before, whole = meter.bytes, meter.compactions
             settle()
             times.append(await clp_executes(runtime, 1))

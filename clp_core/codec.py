@@ -129,12 +129,18 @@ def nesting(value: Any) -> int:
 _DECODER = json.JSONDecoder(object_hook=_hook, parse_constant=_constant, parse_float=_float)
 
 
-def _may_nest_deeply(text: str | bytes) -> bool:
-    """False when ``text`` has too few brackets to nest past :data:`MAX_NESTING` (counted at C
-    speed, brackets inside strings included), so the walk of :func:`nesting` is only needed then."""
+def _may_nest_deeply(text: str | bytes, limit: int = MAX_NESTING) -> bool:
+    """False when ``text`` has too few brackets to nest past ``limit`` (counted at C speed,
+    brackets inside strings included), so the walk of :func:`nesting` is only needed then."""
+    if len(text) <= limit:  # fewer characters than that: fewer brackets too
+        return False
     if isinstance(text, str):
-        return text.count("[") + text.count("{") > MAX_NESTING
-    return text.count(b"[") + text.count(b"{") > MAX_NESTING
+        return text.count("[") + text.count("{") > limit
+    return text.count(b"[") + text.count(b"{") > limit
+
+
+def _too_deep() -> StateValueError:
+    return StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
 
 
 # one encoder for every write (json.dumps with options builds a new one per call)
@@ -176,11 +182,11 @@ def encode(document: Any) -> str:
     try:
         text = _json({"format": FORMAT, "data": document})
     except RecursionError:
-        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)") from None
+        raise _too_deep() from None
     except (TypeError, ValueError) as exc:
         raise StateValueError(f"document cannot be stored: {exc}") from None
     if _may_nest_deeply(text) and nesting(document) + 1 > MAX_NESTING:
-        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
+        raise _too_deep()
     return _finish(text)
 
 
@@ -198,6 +204,9 @@ def _finish(text: str) -> str:
 
 _key_text = json.encoder.encode_basestring  # what the encoder writes for a key (ensure_ascii off)
 
+#: How :func:`encode`'s text of a document (an object) begins when no transform is installed.
+PLAIN_PREFIX = f'{{"format":{_key_text(FORMAT)},"data":{{'
+
 
 def encode_members(items: Iterable[tuple[str, Any]], depth: int) -> dict[str, str]:
     """``{key: '"key":value'}``, each member as :func:`encode` writes it in an object ``depth``
@@ -207,12 +216,11 @@ def encode_members(items: Iterable[tuple[str, Any]], depth: int) -> dict[str, st
     try:
         for key, value in items:
             text = _json(value)
-            # a text of fewer characters than the limit cannot hold more brackets
-            if len(text) > limit and text.count("[") + text.count("{") > limit and nesting(value) > limit:
-                raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)")
+            if _may_nest_deeply(text, limit) and nesting(value) > limit:
+                raise _too_deep()
             members[key] = f"{_key_text(key)}:{text}"
     except RecursionError:
-        raise StateValueError(f"document nests deeper than {MAX_NESTING} levels (envelope included)") from None
+        raise _too_deep() from None
     except (TypeError, ValueError) as exc:
         raise StateValueError(f"document cannot be stored: {exc}") from None
     return members
@@ -225,7 +233,7 @@ def encode_assembled(document: Mapping[str, Any], field: str, members: Iterable[
     object encodes only those that changed."""
     rest = encode_members(((name, value) for name, value in document.items() if name != field), 2)
     parts = [f"{_key_text(name)}:{{{','.join(members)}}}" if name == field else rest[name] for name in document]
-    return _finish(f'{{"format":{_key_text(FORMAT)},"data":{{{",".join(parts)}}}}}')
+    return _finish(f'{PLAIN_PREFIX}{",".join(parts)}}}}}')
 
 
 def _open_sealed(envelope: dict[str, Any], *, backend: str, key: str) -> str:

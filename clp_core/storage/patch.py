@@ -96,10 +96,6 @@ def patched_document(base: str | bytes, patches: Sequence[str | bytes], log: Pat
     return document
 
 
-#: How :func:`codec.encode`'s text of a document begins (without a transform).
-_PLAIN = f'{{"format":"{codec.FORMAT}","data":{{'
-
-
 def enveloped(text: str, fields: dict[str, Any], field: str, *, key: str, backend: str) -> str:
     """``codec.encode(fields)``, ``fields[field]`` being the document a whole write's ``text``
     encodes: for an adapter that stores it in an envelope of its own. Where ``text`` is plain
@@ -107,8 +103,8 @@ def enveloped(text: str, fields: dict[str, Any], field: str, *, key: str, backen
     decoded once to check it (it nests a level deeper than ``text``, and a ``text`` not written
     by :func:`codec.encode` could end early and add fields of its own); else the document is
     decoded, and refused as :func:`codec.encode` refuses it."""
-    if text.startswith(_PLAIN) and text.endswith("}}"):
-        spliced = codec.encode_assembled(fields, field, [text[len(_PLAIN):-2]])
+    if text.startswith(codec.PLAIN_PREFIX) and text.endswith("}}"):
+        spliced = codec.encode_assembled(fields, field, [text[len(codec.PLAIN_PREFIX):-2]])
         try:
             read = codec.decode(spliced, backend=backend, key=key)
         except CorruptStateError:

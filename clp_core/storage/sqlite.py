@@ -121,8 +121,6 @@ class SQLiteAdapter:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._patch_tables = False
         if self._conn is None and self.read_only:
             self._conn = self._connect_read_only()
         if self._conn is None:
@@ -275,6 +273,7 @@ class SQLiteAdapter:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._patch_tables = False  # what the next connection sees is asked again
         if conn is not None:
             await asyncio.to_thread(conn.close)
 

@@ -22,6 +22,13 @@ def big_document(count: int = 0) -> dict[str, Any]:
                       "list": [1, 2, 3]}, "intents": []}
 
 
+def compact_next(runtime: Any) -> None:
+    """Make ``runtime``'s next commit write its whole document, as when its patches have
+    outgrown their base (the adapter must keep patches, and the document be big enough)."""
+    log = runtime._persistence._log
+    log.patch_bytes = log.base_bytes
+
+
 def _patch(**sets: Any) -> Patch:
     return Patch(tuple((("state", *path.split(".")), value) for path, value in sets.items()))
 
@@ -172,10 +179,9 @@ class PatchingCases:
         initial = big_document()["state"]
         runtime = clp.create_runtime(contract, storage=adapter, storage_key="patched-runtime",
                                      initial_state=initial)
-        log = runtime._persistence._log  # type: ignore[attr-defined]
         for n in range(60):
             if n % 10 == 5:  # the next commit writes the whole document (kept texts, after the first)
-                log.patch_bytes = log.base_bytes
+                compact_next(runtime)
             await runtime.execute("write", {"n": n})
             reader = clp.create_runtime(contract, storage=adapter, storage_key="patched-runtime",
                                         initial_state={})

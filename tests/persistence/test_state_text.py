@@ -17,6 +17,7 @@ from clp_core.persistence.document import write_document
 from clp_core.persistence.state_text import StateText
 from clp_core.storage.memory import MemoryAdapter
 from clp_core.storage.patch import Write
+from clp_core.testing.patching import compact_next
 
 KEY = "big"
 KEYS = 300  # records of about 30 bytes: a document past the 8 KiB a patch log needs
@@ -92,11 +93,6 @@ async def keep_texts(runtime: clp.Runtime) -> None:
     compact_next(runtime)
     await runtime.execute("write", {"n": 13})
     assert not runtime._persistence._text._whole_stale  # type: ignore[attr-defined]  # stored
-
-
-def compact_next(runtime: clp.Runtime) -> None:
-    log = runtime._persistence._log  # type: ignore[attr-defined]
-    log.patch_bytes = log.base_bytes  # the next commit outgrows the base
 
 
 async def assert_reloads(adapter: Checked, runtime: clp.Runtime) -> None:
