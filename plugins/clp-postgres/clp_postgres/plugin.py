@@ -71,7 +71,7 @@ def register_commands(cli: Any) -> None:
                 table=table or options.get("table", "clp_state"),
                 schema=schema or options.get("schema", "public"),
                 events_table=None if no_events else (events_table or "clp_events"),
-                toast_compression=toast_compression or options.get("toast_compression", "lz4"),
+                toast_compression=toast_compression or options.get("toast_compression"),
             ))
         except ClpError as exc:
             typer.echo(f"clp migrate: {exc}", err=True)
