@@ -35,6 +35,29 @@ async def _sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
         await connection.close()
 
 
+def _record_statements(adapter: PostgresAdapter) -> list[str]:
+    """The statements of the adapter's ``fetchval`` calls from now on, in order."""
+    sent: list[str] = []
+    run = adapter._run
+
+    class Recorder:
+        def __init__(self, connection: Any) -> None:
+            self.connection = connection
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.connection, name)
+
+        async def fetchval(self, query: str, *args: Any) -> Any:
+            sent.append(query)
+            return await self.connection.fetchval(query, *args)
+
+    async def recording(what: str, fn: Any) -> Any:
+        return await run(what, lambda connection: fn(Recorder(connection)))
+
+    adapter._run = recording  # type: ignore[method-assign]
+    return sent
+
+
 async def _based(adapter: PostgresAdapter, key: str, document: dict[str, Any] | None = None) -> int:
     return await adapter.save_logged(key, PatchLog().prepare(lambda: document or big_document(), None), 0)
 
@@ -108,24 +131,7 @@ async def test_a_runtime_s_compaction_removes_the_patch_rows(pg_dsn: str, table:
     async def patch_rows() -> int:
         return int((await _sql(pg_dsn, f'SELECT count(*) AS n FROM "{table}_patches"'))[0]["n"])
 
-    sent: list[str] = []  # the statements of the adapter's fetchval calls
-    run = adapter._run
-
-    async def recording(what: str, fn: Any) -> Any:
-        class Recorder:
-            def __init__(self, connection: Any) -> None:
-                self.connection = connection
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self.connection, name)
-
-            async def fetchval(self, query: str, *args: Any) -> Any:
-                sent.append(query)
-                return await self.connection.fetchval(query, *args)
-
-        return await run(what, lambda connection: fn(Recorder(connection)))
-
-    adapter._run = recording  # type: ignore[method-assign]
+    sent = _record_statements(adapter)
 
     try:
         async with clp.create_runtime(contract, storage=adapter, storage_key="big",
@@ -149,25 +155,6 @@ async def test_whole_saves_and_delete_remove_the_patch_rows(pg_dsn: str, table: 
 
     async def patch_rows() -> int:
         return int((await _sql(pg_dsn, f'SELECT count(*) AS n FROM "{table}_patches"'))[0]["n"])
-
-    sent: list[str] = []  # the statements of the adapter's fetchval calls
-    run = adapter._run
-
-    async def recording(what: str, fn: Any) -> Any:
-        class Recorder:
-            def __init__(self, connection: Any) -> None:
-                self.connection = connection
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self.connection, name)
-
-            async def fetchval(self, query: str, *args: Any) -> Any:
-                sent.append(query)
-                return await self.connection.fetchval(query, *args)
-
-        return await run(what, lambda connection: fn(Recorder(connection)))
-
-    adapter._run = recording  # type: ignore[method-assign]
 
     version = await _based(adapter, "k")
     version = await adapter.save_logged("k", _patch(1), version)
